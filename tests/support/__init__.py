@@ -1,0 +1,1 @@
+"""Shared test helpers: real daemons (dockerd, etcd, agents) started and cleaned up by fixtures."""
