@@ -1,0 +1,277 @@
+"""The state store: typed tables cached in memory, fed by one watch on the backend.
+
+Every server keeps a full copy. Reads come from :meth:`StateStore.snapshot`; writes are
+backend transactions (:class:`Txn`, built by the pure functions in ``_writes``) and are
+visible to the writer's next snapshot as soon as :meth:`StateStore.commit` returns,
+because ``commit`` waits until the watch has brought the cache to the write's revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import immutables
+import msgspec
+
+from steppe.backend import Backend, Compare, Event, KeyValue, Op
+from steppe.errors import BackendError, ConflictError, RevisionCompactedError
+from steppe.state._snapshot import StateSnapshot, TableData
+from steppe.state._tables import TableSpec
+from steppe.structs import from_msgpack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Txn:
+    """One intent as one backend transaction: all compares must hold, then all ops apply."""
+
+    compares: tuple[Compare, ...]
+    ops: tuple[Op, ...]
+    what: str = "write"
+
+
+class _Table:
+    """The mutable holder of one table's current maps; only the watch loop writes it."""
+
+    def __init__(self, spec: TableSpec) -> None:
+        self.spec = spec
+        self.data = TableData(
+            immutables.Map(),
+            {name: immutables.Map() for name in spec.indexes},
+            immutables.Map(),
+            0,
+        )
+        self.changed = asyncio.Event()
+
+    def apply(self, events: Sequence[tuple[str, Event]], revision: int) -> None:
+        rows = self.data.rows.mutate()
+        revisions = self.data.revisions.mutate()
+        indexes = {name: idx.mutate() for name, idx in self.data.indexes.items()}
+        for row_id, event in events:
+            old = rows.get(row_id)
+            if old is not None:
+                self._unindex(indexes, row_id, old)
+            if event.type == "delete":
+                rows.pop(row_id, None)
+                revisions.pop(row_id, None)
+                continue
+            row = self._decode(event.kv)
+            rows[row_id] = row
+            revisions[row_id] = event.kv.mod_revision
+            self._index(indexes, row_id, row)
+        self.data = TableData(
+            rows.finish(),
+            {name: idx.finish() for name, idx in indexes.items()},
+            revisions.finish(),
+            revision,
+        )
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def _decode(self, kv: KeyValue) -> Any:
+        row = from_msgpack(kv.value, self.spec.type)
+        if self.spec.stamp_indexes:
+            stamps: dict[str, int] = {
+                "create_index": kv.create_revision,
+                "modify_index": kv.mod_revision,
+            }
+            fields = self.spec.type.__struct_fields__
+            if "job_modify_index" in fields:
+                stamps["job_modify_index"] = kv.mod_revision
+            if "alloc_modify_index" in fields:
+                stamps["alloc_modify_index"] = kv.mod_revision
+            row = msgspec.structs.replace(row, **stamps)
+        return row
+
+    def _index(self, indexes: dict[str, Any], row_id: str, row: Any) -> None:
+        for name, fn in self.spec.indexes.items():
+            key = fn(row)
+            if key is None:
+                continue
+            idx = indexes[name]
+            ids: immutables.Map[str, bool] = idx.get(key, immutables.Map())
+            idx[key] = ids.set(row_id, True)
+
+    def _unindex(self, indexes: dict[str, Any], row_id: str, row: Any) -> None:
+        for name, fn in self.spec.indexes.items():
+            key = fn(row)
+            if key is None:
+                continue
+            idx = indexes[name]
+            ids: immutables.Map[str, bool] | None = idx.get(key)
+            if ids is None:
+                continue
+            ids = ids.delete(row_id) if row_id in ids else ids
+            if ids:
+                idx[key] = ids
+            else:
+                del idx[key]
+
+
+class StateStore:
+    def __init__(
+        self, backend: Backend, tables: Iterable[TableSpec], root: str = "/steppe/"
+    ) -> None:
+        self.backend = backend
+        self.root = root
+        self._tables = {spec.name: _Table(spec) for spec in tables}
+        self._prefixes = sorted(
+            ((root + t.spec.prefix, t) for t in self._tables.values()),
+            key=lambda p: -len(p[0]),
+        )
+        self._revision = 0
+        self._advanced = asyncio.Condition()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    # lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Loads everything, then follows the backend's changes in the background."""
+        revision = await self._relist()
+        self._watch_task = asyncio.get_running_loop().create_task(self._follow(revision + 1))
+
+    async def stop(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch_task
+            self._watch_task = None
+
+    async def _relist(self) -> int:
+        kvs, revision = await self.backend.range(self.root)
+        for table in self._tables.values():
+            table.data = TableData(
+                immutables.Map(),
+                {name: immutables.Map() for name in table.spec.indexes},
+                immutables.Map(),
+                0,
+            )
+        grouped: dict[str, list[tuple[str, Event]]] = {}
+        for kv in kvs:
+            routed = self._route(kv.key)
+            if routed is not None:
+                table, row_id = routed
+                grouped.setdefault(table.spec.name, []).append((row_id, Event("put", kv)))
+        for name, table in self._tables.items():
+            events = grouped.get(name, [])
+            newest = max((e.kv.mod_revision for _, e in events), default=0)
+            table.apply(events, newest)
+        await self._advance(revision)
+        return revision
+
+    async def _follow(self, start: int) -> None:
+        while True:
+            try:
+                async for events in self.backend.watch(self.root, start):
+                    self._apply(events)
+                    start = events[-1].kv.mod_revision + 1
+                    await self._advance(start - 1)
+                return
+            except RevisionCompactedError:
+                log.warning("state watch fell behind compaction; re-listing")
+                start = await self._relist() + 1
+            except asyncio.CancelledError:
+                raise
+            except BackendError as exc:
+                log.warning("state watch broke (%s); resuming from %d", exc, start)
+                await asyncio.sleep(0.2)
+            except Exception as exc:
+                self._failure = exc
+                log.exception("state watch failed")
+                raise
+
+    def _route(self, key: str) -> tuple[_Table, str] | None:
+        for prefix, table in self._prefixes:
+            if key.startswith(prefix):
+                return table, key[len(prefix) :]
+        return None
+
+    def _apply(self, events: list[Event]) -> None:
+        by_table: dict[str, list[tuple[str, Event]]] = {}
+        revision = 0
+        for event in events:
+            revision = max(revision, event.kv.mod_revision)
+            routed = self._route(event.kv.key)
+            if routed is not None:
+                table, row_id = routed
+                by_table.setdefault(table.spec.name, []).append((row_id, event))
+        for name, table_events in by_table.items():
+            self._tables[name].apply(table_events, revision)
+
+    async def _advance(self, revision: int) -> None:
+        if revision > self._revision:
+            self._revision = revision
+            async with self._advanced:
+                self._advanced.notify_all()
+
+    # reads ---------------------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def snapshot(self) -> StateSnapshot:
+        return StateSnapshot({n: t.data for n, t in self._tables.items()}, self._revision)
+
+    async def wait_for_revision(self, revision: int, timeout: float | None = None) -> bool:
+        """Waits until the cache reflects ``revision``; False on timeout."""
+        if self._revision >= revision:
+            return True
+        try:
+            async with asyncio.timeout(timeout), self._advanced:
+                await self._advanced.wait_for(lambda: self._revision >= revision)
+        except TimeoutError:
+            return False
+        return True
+
+    async def consistent_snapshot(self, timeout: float = 10.0) -> StateSnapshot:
+        """A snapshot at least as new as the backend's quorum revision (``?consistent``)."""
+        revision = await self.backend.current_revision()
+        if not await self.wait_for_revision(revision, timeout):
+            raise BackendError(f"state cache did not reach revision {revision} in {timeout}s")
+        return self.snapshot()
+
+    async def block(self, tables: Sequence[str], min_index: int, timeout: float) -> StateSnapshot:
+        """A blocking query: returns once one of ``tables`` changed past ``min_index``,
+        or after ``timeout`` seconds with the current state."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            snap = self.snapshot()
+            if snap.table_index(*tables) > min_index:
+                return snap
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return snap
+            waits = [asyncio.ensure_future(self._tables[t].changed.wait()) for t in tables]
+            try:
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    # writes --------------------------------------------------------------------------
+    async def commit(self, txn: Txn) -> int:
+        """Applies one transaction; raises ConflictError if a compare failed.
+
+        Returns the revision of the write, once the cache reflects it."""
+        result = await self.backend.txn(txn.compares, txn.ops)
+        if not result.succeeded:
+            raise ConflictError(f"{txn.what}: changed concurrently, retry")
+        await self.wait_for_revision(result.revision)
+        return result.revision
+
+    async def try_commit(self, txn: Txn) -> int | None:
+        """Like :meth:`commit`, but a failed compare returns None instead of raising."""
+        try:
+            return await self.commit(txn)
+        except ConflictError:
+            return None
+
+    def key(self, table: str, row_id: str) -> str:
+        return self.root + self._tables[table].spec.prefix + row_id

@@ -1,0 +1,157 @@
+"""Pure functions from one intent to one transaction.
+
+They read nothing and decide no IDs or times: the caller passes in every value
+(including the revision it read, for compare-and-set), so each is trivially testable
+and replays the same on any backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from steppe.backend import Compare, Delete, Op, Put
+from steppe.state._store import Txn
+from steppe.state._tables import (
+    ALLOCS,
+    EVALS,
+    JOB_VERSIONS,
+    JOBS,
+    NODE_USAGE,
+    NODES,
+    job_key,
+    job_version_key,
+)
+from steppe.structs import Allocation, Evaluation, Job, Node, PlanResult, to_msgpack
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Where each scheduler row lives under the store's root."""
+
+    root: str = "/steppe/"
+
+    def job(self, namespace: str, job_id: str) -> str:
+        return self.root + JOBS.prefix + job_key(namespace, job_id)
+
+    def job_version(self, namespace: str, job_id: str, version: int) -> str:
+        return self.root + JOB_VERSIONS.prefix + job_version_key(namespace, job_id, version)
+
+    def job_versions(self, namespace: str, job_id: str) -> str:
+        return self.root + JOB_VERSIONS.prefix + job_key(namespace, job_id) + "/"
+
+    def node(self, node_id: str) -> str:
+        return self.root + NODES.prefix + node_id
+
+    def node_usage(self, node_id: str) -> str:
+        return self.root + NODE_USAGE.prefix + node_id
+
+    def alloc(self, alloc_id: str) -> str:
+        return self.root + ALLOCS.prefix + alloc_id
+
+    def eval(self, eval_id: str) -> str:
+        return self.root + EVALS.prefix + eval_id
+
+
+def _stored_alloc(alloc: Allocation) -> Allocation:
+    """Allocations are stored without their job; they name its version instead."""
+    if alloc.job is None:
+        return alloc
+    return msgspec.structs.replace(alloc, job=None, job_version=alloc.job.version)
+
+
+def register_job(keys: Keys, job: Job, expected_revision: int, evals: Sequence[Evaluation]) -> Txn:
+    """Stores a job version and the evaluation it triggers, if the job is still at
+    ``expected_revision`` (0: it must not exist yet)."""
+    ops: list[Op] = [
+        Put(keys.job(job.namespace, job.id), to_msgpack(job)),
+        Put(keys.job_version(job.namespace, job.id, job.version), to_msgpack(job)),
+    ]
+    ops.extend(Put(keys.eval(e.id), to_msgpack(e)) for e in evals)
+    compare = Compare(keys.job(job.namespace, job.id), "mod", "==", expected_revision)
+    return Txn((compare,), tuple(ops), f"register job {job.id!r}")
+
+
+def purge_job(keys: Keys, job: Job, evals: Sequence[Evaluation]) -> Txn:
+    ops: list[Op] = [
+        Delete(keys.job(job.namespace, job.id)),
+        Delete(keys.job_versions(job.namespace, job.id), prefix=True),
+    ]
+    ops.extend(Put(keys.eval(e.id), to_msgpack(e)) for e in evals)
+    compare = Compare(keys.job(job.namespace, job.id), "mod", "==", job.modify_index)
+    return Txn((compare,), tuple(ops), f"purge job {job.id!r}")
+
+
+def upsert_node(keys: Keys, node: Node, evals: Iterable[Evaluation] = ()) -> Txn:
+    ops: list[Op] = [Put(keys.node(node.id), to_msgpack(node))]
+    ops.extend(Put(keys.eval(e.id), to_msgpack(e)) for e in evals)
+    return Txn((), tuple(ops), f"upsert node {node.id}")
+
+
+def update_node_if(
+    keys: Keys, node: Node, expected_revision: int, evals: Iterable[Evaluation] = ()
+) -> Txn:
+    txn = upsert_node(keys, node, evals)
+    compare = Compare(keys.node(node.id), "mod", "==", expected_revision)
+    return Txn((compare,), txn.ops, txn.what)
+
+
+def delete_node(keys: Keys, node_id: str) -> Txn:
+    return Txn((), (Delete(keys.node(node_id)), Delete(keys.node_usage(node_id))), "delete node")
+
+
+def upsert_evals(keys: Keys, evals: Iterable[Evaluation]) -> Txn:
+    return Txn((), tuple(Put(keys.eval(e.id), to_msgpack(e)) for e in evals), "upsert evals")
+
+
+def upsert_allocs(
+    keys: Keys, allocs: Iterable[Allocation], evals: Iterable[Evaluation] = ()
+) -> Txn:
+    ops: list[Op] = [Put(keys.alloc(a.id), to_msgpack(_stored_alloc(a))) for a in allocs]
+    ops.extend(Put(keys.eval(e.id), to_msgpack(e)) for e in evals)
+    return Txn((), tuple(ops), "upsert allocations")
+
+
+def delete_evals_and_allocs(keys: Keys, eval_ids: Iterable[str], alloc_ids: Iterable[str]) -> Txn:
+    ops: list[Op] = [Delete(keys.eval(i)) for i in eval_ids]
+    ops.extend(Delete(keys.alloc(i)) for i in alloc_ids)
+    return Txn((), tuple(ops), "garbage collect")
+
+
+def apply_plan(
+    keys: Keys,
+    result: PlanResult,
+    node_revisions: dict[str, int],
+    max_ops: int,
+) -> list[Txn]:
+    """The committed part of a plan, as transactions of whole nodes.
+
+    Each node's share goes in one transaction together with a bump of the node's usage
+    key, guarded by that key's revision as the plan applier saw it: if another plan
+    touched the node since, that node's share fails and nothing of it is written, which
+    is exactly Nomad's per-node partial commit."""
+    per_node: dict[str, list[Allocation]] = {}
+    for node_id, allocs in result.node_update.items():
+        per_node.setdefault(node_id, []).extend(allocs)
+    for node_id, allocs in result.node_allocation.items():
+        per_node.setdefault(node_id, []).extend(allocs)
+    txns: list[Txn] = []
+    compares: list[Compare] = []
+    ops: list[Op] = []
+    for node_id, node_allocs in per_node.items():
+        node_ops: list[Op] = [
+            Put(keys.alloc(a.id), to_msgpack(_stored_alloc(a))) for a in node_allocs
+        ]
+        node_ops.append(Put(keys.node_usage(node_id), b"\x00"))
+        if ops and len(ops) + len(node_ops) > max_ops:
+            txns.append(Txn(tuple(compares), tuple(ops), "apply plan"))
+            compares, ops = [], []
+        compares.append(
+            Compare(keys.node_usage(node_id), "mod", "==", node_revisions.get(node_id, 0))
+        )
+        ops.extend(node_ops)
+    if ops:
+        txns.append(Txn(tuple(compares), tuple(ops), "apply plan"))
+    return txns
