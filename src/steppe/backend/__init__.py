@@ -17,12 +17,16 @@ from steppe.backend._base import (
     TxnResult,
     compare_holds,
 )
+from steppe.backend._election import Election, keep_alive
+from steppe.backend._etcd import EtcdBackend
 from steppe.backend._memory import MemoryBackend
 
 __all__ = [
     "Backend",
     "Compare",
     "Delete",
+    "Election",
+    "EtcdBackend",
     "Event",
     "Get",
     "KeyValue",
@@ -31,4 +35,5 @@ __all__ = [
     "Put",
     "TxnResult",
     "compare_holds",
+    "keep_alive",
 ]

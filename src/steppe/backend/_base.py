@@ -123,6 +123,11 @@ def compare_holds(kv: KeyValue | None, c: Compare) -> bool:
 class Backend(abc.ABC):
     """Where Steppe's state lives. Implementations: memory (dev, tests) and etcd."""
 
+    max_txn_ops: int = 1_000_000
+    """Most operations one transaction may hold; callers batch writes below it."""
+    max_txn_bytes: int = 1 << 30
+    """Largest encoded transaction the backend accepts (keys + values + overhead)."""
+
     @abc.abstractmethod
     async def get(self, key: str) -> KeyValue | None: ...
 
