@@ -125,19 +125,21 @@ def apply_plan(
     result: PlanResult,
     node_revisions: dict[str, int],
     max_ops: int,
-) -> list[Txn]:
+) -> list[tuple[tuple[str, ...], Txn]]:
     """The committed part of a plan, as transactions of whole nodes.
 
     Each node's share goes in one transaction together with a bump of the node's usage
     key, guarded by that key's revision as the plan applier saw it: if another plan
     touched the node since, that node's share fails and nothing of it is written, which
-    is exactly Nomad's per-node partial commit."""
+    is exactly Nomad's per-node partial commit. Returns each transaction with the
+    nodes whose share it carries."""
     per_node: dict[str, list[Allocation]] = {}
     for node_id, allocs in result.node_update.items():
         per_node.setdefault(node_id, []).extend(allocs)
     for node_id, allocs in result.node_allocation.items():
         per_node.setdefault(node_id, []).extend(allocs)
-    txns: list[Txn] = []
+    txns: list[tuple[tuple[str, ...], Txn]] = []
+    nodes: list[str] = []
     compares: list[Compare] = []
     ops: list[Op] = []
     for node_id, node_allocs in per_node.items():
@@ -146,12 +148,20 @@ def apply_plan(
         ]
         node_ops.append(Put(keys.node_usage(node_id), b"\x00"))
         if ops and len(ops) + len(node_ops) > max_ops:
-            txns.append(Txn(tuple(compares), tuple(ops), "apply plan"))
-            compares, ops = [], []
+            txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan")))
+            nodes, compares, ops = [], [], []
+        nodes.append(node_id)
         compares.append(
             Compare(keys.node_usage(node_id), "mod", "==", node_revisions.get(node_id, 0))
         )
         ops.extend(node_ops)
     if ops:
-        txns.append(Txn(tuple(compares), tuple(ops), "apply plan"))
+        txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan")))
     return txns
+
+
+def with_node_usage_bumps(keys: Keys, txn: Txn, node_ids: Iterable[str]) -> Txn:
+    """Adds "resources on these nodes changed" to a write, so blocked evaluations
+    waiting for room wake up when allocations stop."""
+    bumps = tuple(Put(keys.node_usage(n), b"\x00") for n in sorted(node_ids))
+    return Txn(txn.compares, txn.ops + bumps, txn.what)

@@ -1,0 +1,140 @@
+"""Request plumbing shared by the Nomad- and Consul-compatible APIs: query options,
+blocking-query parameters, JSON responses, and the mapping of Steppe's errors to
+HTTP statuses (so no handler ever leaks a traceback)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from steppe.errors import (
+    BackendError,
+    ConflictError,
+    NotFoundError,
+    RemoteError,
+    SteppeError,
+    ValidationError,
+)
+from steppe.structs import to_json
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MAX_WAIT = 600.0
+DEFAULT_WAIT = 300.0
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """Go-style durations ("5m", "1h30m", "250ms"); a bare number means seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValidationError(f"{what}: invalid duration {text!r} (examples: 10s, 5m, 1h30m)")
+    return total
+
+
+def go_duration(seconds: float) -> str:
+    """Formats seconds the way Go prints a time.Duration ("1m30s", "500ms")."""
+    if seconds < 1 and seconds > 0:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
+@dataclass(frozen=True)
+class BlockingQuery:
+    index: int
+    wait: float
+
+    @property
+    def blocking(self) -> bool:
+        return self.index > 0
+
+
+def blocking_query(request: web.Request) -> BlockingQuery:
+    raw_index = request.query.get("index", "0") or "0"
+    try:
+        index = int(raw_index)
+    except ValueError as exc:
+        raise ValidationError(f"index: {raw_index!r} is not a whole number") from exc
+    if index < 0:
+        raise ValidationError(f"index: must not be negative (got {index})")
+    wait = DEFAULT_WAIT
+    if "wait" in request.query:
+        wait = parse_duration(request.query["wait"], what="wait")
+    return BlockingQuery(index, min(max(wait, 0.0), MAX_WAIT))
+
+
+def flag(request: web.Request, name: str) -> bool:
+    """A query flag: present without a value, or with a true-ish one."""
+    if name not in request.query:
+        return False
+    return request.query[name].lower() not in ("false", "0", "no")
+
+
+def json_response(
+    body: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=to_json(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def read_json(request: web.Request) -> bytes:
+    body = await request.read()
+    if not body.strip():
+        raise ValidationError("request body: empty; expected JSON")
+    return body
+
+
+def error_status(exc: SteppeError) -> int:
+    if isinstance(exc, ValidationError):
+        return 400
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, RemoteError):
+        return exc.status
+    if isinstance(exc, BackendError):
+        return 503
+    return 500
+
+
+def error_middleware_factory() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except SteppeError as exc:
+            return web.Response(text=str(exc) + "\n", status=error_status(exc))
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            return web.Response(text="internal error; see the agent's log\n", status=500)
+
+    return errors

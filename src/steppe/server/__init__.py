@@ -1,0 +1,21 @@
+"""Scheduler servers: request endpoints, and the leader's broker, workers, plan
+applier and heartbeat timers."""
+
+from steppe.server._broker import EvalBroker
+from steppe.server._endpoints import Endpoints, RegisterResult, spec_changed
+from steppe.server._heartbeats import HeartbeatPolicy, HeartbeatTimers
+from steppe.server._leader import Leader
+from steppe.server._server import NotLeaderError, Server, ServerInfo
+
+__all__ = [
+    "Endpoints",
+    "EvalBroker",
+    "HeartbeatPolicy",
+    "HeartbeatTimers",
+    "Leader",
+    "NotLeaderError",
+    "RegisterResult",
+    "Server",
+    "ServerInfo",
+    "spec_changed",
+]

@@ -1,0 +1,132 @@
+"""A scheduler server: endpoints every server serves, plus the leader's loops
+while this server holds leadership.
+
+``Server`` also implements the client's ``ServerAPI`` directly, which is how the
+client half of ``agent -dev`` talks to the server half in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from steppe.errors import NotFoundError, SteppeError
+from steppe.server._endpoints import Endpoints
+from steppe.server._heartbeats import HeartbeatPolicy
+from steppe.server._leader import Leader
+from steppe.state import StateStore
+from steppe.structs import NODE_STATUS_DOWN, Allocation, Node
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Who this server is, as ``/v1/status`` and ``server members`` report it."""
+
+    name: str
+    region: str
+    datacenter: str
+    rpc_addr: str
+    http_addr: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class NotLeaderError(SteppeError):
+    """This server is not the leader; the request must go to ``leader``."""
+
+    def __init__(self, leader: str | None) -> None:
+        self.leader = leader
+        super().__init__(f"not the leader (leader: {leader or 'unknown'})")
+
+
+class Server:
+    def __init__(
+        self,
+        store: StateStore,
+        info: ServerInfo,
+        *,
+        workers: int = 2,
+        heartbeat_policy: HeartbeatPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        id_factory: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.store = store
+        self.info = info
+        self.endpoints = Endpoints(store, info.region, clock, id_factory)
+        self.leader = Leader(
+            store,
+            self.endpoints,
+            workers=workers,
+            heartbeat_policy=heartbeat_policy,
+            clock=clock,
+        )
+        self._is_leader = False
+        self.leader_addr: str | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._is_leader
+
+    async def start_leading(self) -> None:
+        if not self._is_leader:
+            log.info("%s is now the leader of region %s", self.info.name, self.info.region)
+            self._is_leader = True
+            self.leader_addr = self.info.rpc_addr
+            await self.leader.start()
+
+    async def stop_leading(self, new_leader: str | None = None) -> None:
+        if self._is_leader:
+            log.info("%s lost leadership", self.info.name)
+            self._is_leader = False
+            await self.leader.stop()
+        self.leader_addr = new_leader
+
+    async def stop(self) -> None:
+        await self.stop_leading()
+
+    def _require_leader(self) -> Leader:
+        if not self._is_leader:
+            raise NotLeaderError(self.leader_addr)
+        return self.leader
+
+    # the client's ServerAPI ----------------------------------------------------------
+    async def register_node(self, node: Node) -> float:
+        leader = self._require_leader()
+        await self.endpoints.register_node(node)
+        return leader.heartbeat(node.id)
+
+    async def heartbeat(self, node_id: str) -> float:
+        leader = self._require_leader()
+        node = self.store.snapshot().node(node_id)
+        if node is None:
+            raise NotFoundError(f"node not found: {node_id}")
+        if node.status == NODE_STATUS_DOWN:
+            await self.endpoints.register_node(node)
+        return leader.heartbeat(node_id)
+
+    async def node_allocations(
+        self, node_id: str, min_index: int, timeout: float
+    ) -> tuple[list[Allocation], int]:
+        snap = await self.store.block(["allocs"], min_index, timeout)
+        allocs = [snap.alloc_with_job(a) for a in snap.allocs_by_node(node_id)]
+        return allocs, snap.table_index("allocs")
+
+    async def update_allocs(self, allocs: list[Allocation]) -> None:
+        await self.endpoints.update_allocs_from_client(allocs)
+
+    async def deregister_node(self, node_id: str) -> None:
+        self.leader.heartbeats.forget(node_id)
+        await self.endpoints.mark_node_down(node_id, "node left the cluster")
+
+
+async def run_forever_as_leader(server: Server) -> None:
+    """Single-server mode (``agent -dev``, or bootstrap_expect = 1 on memory state)."""
+    await server.start_leading()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.Event().wait()
