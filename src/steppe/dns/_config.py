@@ -209,8 +209,14 @@ def _parse_recursors(raw: object, where: str) -> tuple[tuple[str, int], ...]:
     if not isinstance(raw, list | tuple):
         raise ValidationError(Problem(where, f"expected a list of 'host:port', got {raw!r}"))
     found = []
+    problems: list[Problem] = []
     for i, item in enumerate(raw):
-        found.append(_parse_recursor(item, f"{where}[{i}]"))
+        try:
+            found.append(_parse_recursor(item, f"{where}[{i}]"))
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ValidationError(problems)
     return tuple(found)
 
 

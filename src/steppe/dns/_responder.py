@@ -112,8 +112,9 @@ class Responder:
         if tcp:
             template = templates[next(turn)]
             return data[:2] + template[2:12] + query.question + template[12 + qlen :]
-        replies = [t[2:12] + query.question + t[12 + qlen :] for t in templates]
-        rotation = cycle(replies)
+        start = next(turn)
+        ordered = templates[start:] + templates[:start]
+        rotation = cycle([t[2:12] + query.question + t[12 + qlen :] for t in ordered])
         if len(self.hot) >= CACHE_LIMIT:
             self.hot.clear()
         self.hot[data[2:]] = rotation
