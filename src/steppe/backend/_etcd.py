@@ -43,7 +43,7 @@ class EtcdBackend(Backend):
         self,
         endpoints: Sequence[str],
         *,
-        request_timeout: float = 5.0,
+        request_timeout: float = 2.0,
         watch_resume_timeout: float = 60.0,
     ) -> None:
         self.endpoints = list(endpoints)
@@ -63,8 +63,14 @@ class EtcdBackend(Backend):
                 request, timeout=remaining, metadata=REQUIRE_LEADER, wait_for_ready=True
             )
 
+        # A read stuck on a member that lost its leader is retried elsewhere; a write is
+        # given the whole timeout, since retrying it could apply it twice.
         return await call_with_retry(
-            attempt, what=what, timeout=self._timeout, idempotent=idempotent
+            attempt,
+            what=what,
+            timeout=self._timeout,
+            idempotent=idempotent,
+            attempt_timeout=min(1.0, self._timeout) if idempotent else None,
         )
 
     # reads ---------------------------------------------------------------------------

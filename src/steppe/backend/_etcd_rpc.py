@@ -27,7 +27,7 @@ REQUIRE_LEADER: tuple[tuple[str, str], ...] = (("hasleader", "true"),)
 """Makes a member without a leader refuse a request at once instead of letting it hang:
 such a refusal is known not to have been applied, so even writes can be retried."""
 
-_SAFE_TO_RETRY = ("no leader", "too many requests", "not capable")
+_SAFE_TO_RETRY = ("no leader", "too many requests", "not capable", "unhealthy cluster")
 """etcd refusals that guarantee the request was not applied."""
 
 _RESULTS = {
@@ -159,7 +159,9 @@ def retriable(exc: grpc.aio.AioRpcError, idempotent: bool) -> bool:
         return True
     if not idempotent:
         return False
-    return code == grpc.StatusCode.UNAVAILABLE or "leader changed" in details
+    return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) or (
+        "leader changed" in details
+    )
 
 
 async def call_with_retry(
@@ -168,6 +170,7 @@ async def call_with_retry(
     what: str,
     timeout: float,
     idempotent: bool,
+    attempt_timeout: float | None = None,
 ) -> T:
     """Runs ``attempt(remaining_seconds)`` until it succeeds or ``timeout`` passes.
 
@@ -180,7 +183,7 @@ async def call_with_retry(
     while True:
         remaining = deadline - loop.time()
         try:
-            return await attempt(max(remaining, 0.001))
+            return await attempt(max(min(remaining, attempt_timeout or remaining), 0.001))
         except grpc.aio.AioRpcError as exc:
             if not retriable(exc, idempotent) or loop.time() + delay >= deadline:
                 raise map_error(exc, what) from exc

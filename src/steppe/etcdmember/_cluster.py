@@ -40,7 +40,7 @@ def initial_cluster(members: Sequence[MemberInfo], name: str, peer_url: str) -> 
 class EtcdCluster:
     """Membership operations against a running cluster reachable at ``endpoints``."""
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 10.0) -> None:
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 30.0) -> None:
         self.endpoints = list(endpoints)
         self._channel = open_channel(self.endpoints)
         self._cluster = rpc.ClusterStub(self._channel)
@@ -62,7 +62,7 @@ class EtcdCluster:
             )
 
         return await call_with_retry(
-            attempt, what=what, timeout=self._timeout, idempotent=idempotent
+            attempt, what=what, timeout=self._timeout, idempotent=idempotent, attempt_timeout=3.0
         )
 
     async def members(self) -> list[MemberInfo]:
@@ -84,7 +84,8 @@ class EtcdCluster:
     async def remove_member(self, member_id: int) -> None:
         request = rpc.MemberRemoveRequest(ID=member_id)
         try:
-            await self._call(self._cluster.MemberRemove, request, "member remove", False)
+            # Idempotent: removing a member that is already gone answers NOT_FOUND.
+            await self._call(self._cluster.MemberRemove, request, "member remove", True)
         except NotFoundError:
             return
 
