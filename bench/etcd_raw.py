@@ -188,11 +188,17 @@ def cli() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     result = asyncio.run(main(args.puts, args.runs))
-    print(f"raw etcd puts/s (aetcd, 64 in flight), to leader:   {result['raw_aetcd_puts_per_s_leader']:>7}")
-    print(f"raw etcd puts/s (aetcd, 64 in flight), to follower: {result['raw_aetcd_puts_per_s_follower']:>7}")
-    print(f"EtcdBackend puts/s (64 in flight):                  {result['etcd_backend_puts_per_s']:>7}")
-    print(f"leader kill -> first committed write, median of {args.runs}: "
-          f"{result['leader_kill_to_write_median_s']:.3f} s {result['leader_kill_to_write_s']}")
+    rows = [
+        ("raw etcd puts/s (aetcd, 64 in flight), to leader", "raw_aetcd_puts_per_s_leader"),
+        ("raw etcd puts/s (aetcd, 64 in flight), to follower", "raw_aetcd_puts_per_s_follower"),
+        ("EtcdBackend puts/s (64 in flight)", "etcd_backend_puts_per_s"),
+    ]
+    for label, key in rows:
+        print(f"{label + ':':<52} {result[key]:>7}")
+    print(
+        f"leader kill -> first committed write, median of {args.runs}: "
+        f"{result['leader_kill_to_write_median_s']:.3f} s {result['leader_kill_to_write_s']}"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {RESULTS}")

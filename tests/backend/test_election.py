@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from steppe.backend import Backend, Election
 from tests.support.waiting import async_wait_until
+
+from steppe.backend import Backend, Election
 
 
 @contextlib.asynccontextmanager

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.support.etcd import EtcdTestCluster
+from tests.support.waiting import async_wait_until
+
 from steppe.backend import EtcdBackend, Event
 from steppe.errors import BackendError
 from steppe.etcdmember import EtcdCluster, initial_cluster
-from tests.support.etcd import EtcdTestCluster
-from tests.support.waiting import async_wait_until
 
 
 async def put_until_acknowledged(backend: EtcdBackend, key: str, value: bytes) -> int:

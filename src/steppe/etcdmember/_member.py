@@ -8,11 +8,8 @@ in one loop and stop it from another (or from no loop at all, while cleaning up)
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -23,14 +20,16 @@ from typing import Literal
 from steppe.errors import BackendError, ValidationError
 
 ETCD_BINARY = "/usr/bin/etcd"
-_PR_SET_PDEATHSIG = 1
+_SETPRIV = "/usr/bin/setpriv"
 
 
-def _die_with_parent() -> None:
-    """Runs in the child: if the agent is killed, its etcd member goes with it, as it
-    would if the machine died."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _with_parent_death_signal(command: list[str]) -> list[str]:
+    """If the agent is killed, its etcd member goes with it, as it would if the machine
+    died. ``setpriv`` sets that up in the child without a ``preexec_fn``, which would force
+    a plain fork() of a process full of gRPC threads."""
+    if Path(_SETPRIV).exists():
+        return [_SETPRIV, "--pdeathsig", "KILL", *command]
+    return command
 
 
 def _check_url(what: str, url: str) -> str:
@@ -139,12 +138,11 @@ class EtcdMember:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                self.command(),
+                _with_parent_death_signal(self.command()),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         return self._proc.pid
 
