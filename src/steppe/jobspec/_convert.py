@@ -77,7 +77,7 @@ def convert_document(sink: Sink) -> Job | None:
     top.check(("job",))
     jobs = top.labeled("job")
     if not jobs:
-        if "job" not in sink.doc.data:
+        if "job" not in sink.doc.data and not sink.problems:
             sink.report(Where(), 'no job found; a job file holds one block job "NAME" { ... }', ())
         return None
     if len(jobs) > 1:

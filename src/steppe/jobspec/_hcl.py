@@ -150,6 +150,7 @@ def _index_body(
                 _text(c) for c in child.children[1:] if isinstance(c, Tree) and c.data != "body"
             )
             full = (*prefix, *path)
+            lines.setdefault((*prefix, kind), line)
             labels[full] = block_labels
             lines[full] = line
             for label in block_labels:

@@ -61,6 +61,8 @@ def constraints(parent: Reader) -> tuple[Constraint, ...]:
         for shortcut in _CONSTRAINT_SHORTCUTS:
             if r.has(shortcut):
                 operator = shortcut
+                r.alias(shortcut, "operator")
+                r.alias(shortcut, "attribute" if shortcut == "distinct_property" else "value")
                 if shortcut == "distinct_property":
                     attribute = r.string(shortcut)
                 else:

@@ -135,6 +135,13 @@ class Reader:
         path = self.path if key is None else (*self.path, key)
         self.sink.report(where, message, path)
 
+    def alias(self, key: str, as_key: str) -> None:
+        """Lets checks on ``as_key`` point at the line of ``key`` (Nomad's shortcuts such as
+        ``regexp = "..."`` for ``operator``/``value``)."""
+        line = self.sink.doc.line_of((*self.path, key))
+        if line is not None:
+            self.sink.sem_lines[self.where.child(as_key).key()] = line
+
     def has(self, key: str) -> bool:
         return key in self.data
 
