@@ -11,7 +11,6 @@ synchronous so fixtures can have any scope, independent of the test's event loop
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,10 +88,6 @@ def running_etcd(base_dir: Path, size: int = 1, **kwargs: Any) -> Iterator[EtcdT
         yield cluster
     finally:
         cluster.stop_all()
-
-
-def wait_for_leader(cluster: EtcdTestCluster, timeout: float = 30.0) -> EtcdMember:
-    return wait_until(lambda: asyncio.run(cluster.leader()), timeout=timeout, what="an etcd leader")
 
 
 @pytest.fixture(scope="session")

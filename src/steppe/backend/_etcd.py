@@ -6,6 +6,9 @@ next one. Reads are linearizable and retried freely. Writes are retried only whe
 says it did not apply them: a write that breaks mid-flight may still have committed, so
 it surfaces as :class:`~steppe.errors.BackendError` and the caller, whose writes are
 compare-guarded or idempotent, decides whether to try again.
+
+Keep ``request_timeout`` short (seconds): a write that reached a follower just as the
+leader died is dropped by etcd without an answer, and only this timeout ends the wait.
 """
 
 from __future__ import annotations
