@@ -124,17 +124,15 @@ def error_status(exc: SteppeError) -> int:
     return 500
 
 
-def error_middleware_factory() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
-        except SteppeError as exc:
-            return web.Response(text=str(exc) + "\n", status=error_status(exc))
-        except Exception:
-            log.exception("unexpected error serving %s %s", request.method, request.path)
-            return web.Response(text="internal error; see the agent's log\n", status=500)
-
-    return errors
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turns Steppe's errors into HTTP answers with a readable message."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except SteppeError as exc:
+        return web.Response(text=str(exc) + "\n", status=error_status(exc))
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return web.Response(text="internal error; see the agent's log\n", status=500)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from steppe.scheduler import SchedulerResult, evaluate_plan, process_eval
+from steppe.scheduler import SchedulerResult, evaluate_plan, process_async
 from steppe.server._broker import EvalBroker
 from steppe.server._endpoints import Endpoints
 from steppe.server._heartbeats import HeartbeatPolicy, HeartbeatTimers
@@ -164,14 +164,13 @@ class Leader:
 
     # workers -------------------------------------------------------------------------
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             ev = await self.broker.dequeue(SCHEDULER_TYPES, timeout=5.0)
             if ev is None:
                 continue
             try:
                 await self.store.wait_for_revision(ev.modify_index, timeout=10)
-                result = await self._schedule(ev, loop)
+                result = await self._schedule(ev)
                 await self.store.commit(
                     writes.upsert_evals(self.keys, [result.eval, *result.new_evals])
                 )
@@ -197,14 +196,7 @@ class Leader:
             await self.store.commit(writes.upsert_evals(self.keys, [failed]))
         await self.broker.ack(ev)
 
-    async def _schedule(self, ev: Evaluation, loop: asyncio.AbstractEventLoop) -> SchedulerResult:
-        """Runs the pure scheduler in a thread, so the event loop keeps serving while it
-        thinks; its plan submissions hop back onto the loop to reach the applier."""
-
-        def submit(plan: Plan) -> tuple[PlanResult, StateSnapshot | None]:
-            future = asyncio.run_coroutine_threadsafe(self.apply_plan(plan), loop)
-            return future.result()
-
+    async def _schedule(self, ev: Evaluation) -> SchedulerResult:
         snap = self.store.snapshot()
         now = int(self._clock() * 1e9)
-        return await asyncio.to_thread(process_eval, snap, ev, submit, now=now)
+        return await process_async(snap, ev, now, self.apply_plan)

@@ -7,20 +7,20 @@ client half of ``agent -dev`` talks to the server half in the same process.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from steppe.errors import NotFoundError, SteppeError
 from steppe.server._endpoints import Endpoints
 from steppe.server._heartbeats import HeartbeatPolicy
 from steppe.server._leader import Leader
+from steppe.server._preview import preview_plan
 from steppe.state import StateStore
-from steppe.structs import NODE_STATUS_DOWN, Allocation, Node
+from steppe.structs import NODE_STATUS_DOWN, Allocation, Job, Node
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ class Server:
             raise NotLeaderError(self.leader_addr)
         return self.leader
 
+    async def preview_plan(self, job: Job) -> dict[str, Any]:
+        return preview_plan(self.store.snapshot(), job, int(time.time() * 1e9))
+
     # the client's ServerAPI ----------------------------------------------------------
     async def register_node(self, node: Node) -> float:
         leader = self._require_leader()
@@ -123,10 +126,3 @@ class Server:
     async def deregister_node(self, node_id: str) -> None:
         self.leader.heartbeats.forget(node_id)
         await self.endpoints.mark_node_down(node_id, "node left the cluster")
-
-
-async def run_forever_as_leader(server: Server) -> None:
-    """Single-server mode (``agent -dev``, or bootstrap_expect = 1 on memory state)."""
-    await server.start_leading()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.Event().wait()

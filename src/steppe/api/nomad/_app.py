@@ -17,7 +17,7 @@ from steppe import jobspec
 from steppe.api._http import (
     BlockingQuery,
     blocking_query,
-    error_middleware_factory,
+    error_middleware,
     flag,
     json_response,
     read_json,
@@ -316,7 +316,7 @@ async def alloc_logs(request: web.Request) -> web.StreamResponse:
 
 def build_nomad_app(api: NomadAPI) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware_factory()], handler_args={"handler_cancellation": True}
+        middlewares=[error_middleware], handler_args={"handler_cancellation": True}
     )
     app[CONTEXT] = api
     r = app.router

@@ -1,0 +1,81 @@
+"""A server on the in-memory backend, driven in-process: the path from a registered
+job to committed allocations, and from a missed heartbeat to replacements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from steppe.backend import MemoryBackend
+from steppe.server import HeartbeatPolicy, Server, ServerInfo
+from steppe.state import SCHEDULER_TABLES, StateStore
+from steppe.structs import CLIENT_FAILED, CLIENT_RUNNING, NS, Allocation, Job, ReschedulePolicy
+from steppe.testing import mock
+from tests.support.waiting import async_wait_until
+
+INFO = ServerInfo("s1", "global", "dc1", "127.0.0.1:4647", "127.0.0.1:4646")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    store = StateStore(MemoryBackend(lease_check_interval=None), SCHEDULER_TABLES)
+    await store.start()
+    srv = Server(store, INFO, heartbeat_policy=HeartbeatPolicy(min_ttl=5, grace=1))
+    await srv.start_leading()
+    yield srv
+    await srv.stop()
+    await store.stop()
+
+
+def running(server: Server, job_id: str) -> list[Allocation]:
+    return [a for a in server.store.snapshot().allocs_by_job("default", job_id) if not a.terminal()]
+
+
+async def test_registered_job_gets_its_allocations(server: Server) -> None:
+    for i in range(2):
+        await server.register_node(mock.node(id=f"n{i}", name=f"node{i}"))
+    job = web_job(3)
+    result = await server.endpoints.register_job(job)
+    await async_wait_until(
+        lambda: _async(len(running(server, "web")) == 3), what="3 allocations placed"
+    )
+    ev = server.store.snapshot().eval(result.eval_id)
+    assert ev is not None and ev.status == "complete"
+
+
+async def test_stopping_a_job_stops_its_allocations(server: Server) -> None:
+    await server.register_node(mock.node(id="n0"))
+    await server.endpoints.register_job(web_job(2))
+    await async_wait_until(lambda: _async(len(running(server, "web")) == 2), what="placed")
+    await server.endpoints.deregister_job("default", "web", purge=False)
+    await async_wait_until(lambda: _async(not running(server, "web")), what="stopped")
+    job = server.store.snapshot().job("default", "web")
+    assert job is not None and job.stop and job.version == 1
+
+
+async def test_failed_allocation_is_replaced(server: Server) -> None:
+    await server.register_node(mock.node(id="n0"))
+    await server.endpoints.register_job(web_job(1))
+    await async_wait_until(lambda: _async(len(running(server, "web")) == 1), what="placed")
+    alloc = running(server, "web")[0]
+    await server.update_allocs([msgspec.structs.replace(alloc, client_status=CLIENT_RUNNING)])
+    await server.update_allocs([msgspec.structs.replace(alloc, client_status=CLIENT_FAILED)])
+
+    def replaced() -> bool:
+        allocs = server.store.snapshot().allocs_by_job("default", "web")
+        return any(a.previous_allocation == alloc.id for a in allocs)
+
+    await async_wait_until(lambda: _async(replaced()), timeout=60, what="replacement")
+
+
+def web_job(count: int) -> Job:
+    policy = ReschedulePolicy(
+        attempts=3, interval=600 * NS, delay=0, delay_function="constant", unlimited=False
+    )
+    return mock.job(id="web", task_groups=(mock.group(count=count, reschedule_policy=policy),))
+
+
+async def _async(value: bool) -> bool:
+    return value
