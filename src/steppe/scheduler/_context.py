@@ -1,0 +1,137 @@
+"""One scheduling pass: the plan being built and what each node holds meanwhile.
+
+Node usage is computed the first time a node is looked at and then updated in place
+as this pass stops and places allocations, so a pass costs in proportion to the
+nodes it visits, not to the size of the cluster.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from steppe.scheduler._fit import alloc_ports, node_capacity, node_reserved_ports
+from steppe.scheduler._protocols import State
+from steppe.structs import Allocation, Job, Node, Plan, PlanAnnotations
+
+
+class NodeUsage:
+    __slots__ = ("cpu", "cpu_cap", "memory", "memory_cap", "node", "ports")
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.cpu_cap, self.memory_cap = node_capacity(node)
+        self.cpu = 0
+        self.memory = 0
+        self.ports = node_reserved_ports(node)
+
+    def add(self, alloc: Allocation) -> None:
+        for task in alloc.allocated_resources.tasks.values():
+            self.cpu += task.cpu.cpu_shares
+            self.memory += task.memory.memory_mb
+        self.ports.update(alloc_ports(alloc))
+
+    def remove(self, alloc: Allocation) -> None:
+        for task in alloc.allocated_resources.tasks.values():
+            self.cpu -= task.cpu.cpu_shares
+            self.memory -= task.memory.memory_mb
+        self.ports.difference_update(alloc_ports(alloc))
+
+
+class PlanBuilder:
+    """Mutable while the pass runs; frozen into a :class:`Plan` at the end."""
+
+    def __init__(self, eval_id: str, priority: int, job: Job | None, snapshot_index: int) -> None:
+        self.eval_id = eval_id
+        self.priority = priority
+        self.job = job
+        self.snapshot_index = snapshot_index
+        self.node_update: dict[str, list[Allocation]] = {}
+        self.node_allocation: dict[str, list[Allocation]] = {}
+        self.stopped: dict[str, Allocation] = {}
+        self.placed: set[str] = set()
+
+    def stop(self, alloc: Allocation) -> None:
+        self.node_update.setdefault(alloc.node_id, []).append(alloc)
+        self.stopped[alloc.id] = alloc
+
+    def unstop(self, alloc_id: str) -> Allocation | None:
+        alloc = self.stopped.pop(alloc_id, None)
+        if alloc is not None:
+            bucket = self.node_update[alloc.node_id]
+            bucket[:] = [a for a in bucket if a.id != alloc_id]
+            if not bucket:
+                del self.node_update[alloc.node_id]
+        return alloc
+
+    def place(self, alloc: Allocation) -> None:
+        self.node_allocation.setdefault(alloc.node_id, []).append(alloc)
+        self.placed.add(alloc.id)
+
+    def build(self, annotations: PlanAnnotations | None = None) -> Plan:
+        return Plan(
+            eval_id=self.eval_id,
+            priority=self.priority,
+            job=self.job,
+            node_update={k: tuple(v) for k, v in self.node_update.items()},
+            node_allocation={k: tuple(v) for k, v in self.node_allocation.items()},
+            annotations=annotations,
+            snapshot_index=self.snapshot_index,
+        )
+
+    def empty(self) -> bool:
+        return not self.node_update and not self.node_allocation
+
+
+class Pass:
+    """Everything one evaluation's scheduling shares: state, clock, randomness, plan."""
+
+    def __init__(
+        self,
+        state: State,
+        plan: PlanBuilder,
+        now: int,
+        rng: random.Random,
+        ids: Callable[[], str],
+    ) -> None:
+        self.state = state
+        self.plan = plan
+        self.now = now
+        self.rng = rng
+        self.ids = ids
+        self._usage: dict[str, NodeUsage] = {}
+
+    def usage(self, node: Node) -> NodeUsage:
+        usage = self._usage.get(node.id)
+        if usage is None:
+            usage = self._usage[node.id] = NodeUsage(node)
+            stopped = self.plan.stopped
+            placed = self.plan.placed
+            for alloc in self.state.allocs_by_node(node.id):
+                if not alloc.terminal() and alloc.id not in stopped and alloc.id not in placed:
+                    usage.add(alloc)
+            for alloc in self.plan.node_allocation.get(node.id, ()):
+                usage.add(alloc)
+        return usage
+
+    def stop(self, alloc: Allocation) -> None:
+        self.plan.stop(alloc)
+        usage = self._usage.get(alloc.node_id)
+        if usage is not None:
+            usage.remove(alloc)
+
+    def unstop(self, alloc_id: str) -> None:
+        alloc = self.plan.unstop(alloc_id)
+        if alloc is not None:
+            usage = self._usage.get(alloc.node_id)
+            if usage is not None:
+                usage.add(alloc)
+
+    def place(self, alloc: Allocation, replacing: Allocation | None = None) -> None:
+        """Adds a new allocation, or (``replacing``) an in-place update of one."""
+        self.plan.place(alloc)
+        usage = self._usage.get(alloc.node_id)
+        if usage is not None:
+            if replacing is not None and not replacing.terminal():
+                usage.remove(replacing)
+            usage.add(alloc)

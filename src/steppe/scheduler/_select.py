@@ -1,0 +1,231 @@
+"""Choosing a node for one allocation: walk a shuffled node list from where the last
+placement stopped, keep the first ``limit`` feasible nodes that fit (Nomad's limit
+iterator: at least 2, log2 of the node count for service jobs), score them, take the
+best. A placement therefore costs about the same on 10 nodes as on 10,000.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from steppe.scheduler._context import NodeUsage, Pass
+from steppe.scheduler._feasible import Feasibility, group_constraints, resolver
+from steppe.scheduler._fit import DIM_CPU, DIM_DYNAMIC_PORT, DIM_MEMORY, DIM_PORT
+from steppe.scheduler._ports import dynamic_count, static_ports
+from steppe.scheduler._rank import AffinityScore, SpreadScore, binpack_score, spread_scores
+from steppe.structs import (
+    Allocation,
+    AllocMetric,
+    Job,
+    NetworkResource,
+    Node,
+    Spread,
+    TaskGroup,
+)
+
+SKIP_SCORE_THRESHOLD = 0.0
+MAX_SKIP = 3
+DATACENTER = "${node.datacenter}"
+
+
+def group_networks(tg: TaskGroup) -> tuple[NetworkResource, ...]:
+    nets = tg.networks
+    for task in tg.tasks:
+        nets = nets + task.resources.networks
+    return nets
+
+
+def effective_spreads(job: Job, tg: TaskGroup) -> list[Spread]:
+    """The job's and group's spreads; with none, a job listing several datacenters
+    spreads evenly over them (what users of multi-datacenter jobs expect)."""
+    spreads = list(job.spreads) + list(tg.spreads)
+    if not spreads and len(job.datacenters) > 1:
+        spreads = [Spread(attribute=DATACENTER, weight=50)]
+    return spreads
+
+
+class _DistinctProperty:
+    def __init__(self, name: str, attribute: str, limit: int, group: str | None) -> None:
+        self.name = name
+        self.value_of = resolver(attribute)
+        self.limit = limit
+        self.group = group
+        self.counts: dict[str, int] = {}
+
+
+class GroupAsk:
+    """What one task group needs and what the job already holds, computed once per
+    pass and updated as placements are made."""
+
+    def __init__(self, job: Job, tg: TaskGroup, nodes: list[Node], held: Iterable[Node]) -> None:
+        self.job = job
+        self.tg = tg
+        self.count = max(tg.count, 1)
+        self.cpu = sum(t.resources.cpu for t in tg.tasks)
+        self.memory = sum(t.resources.memory_mb for t in tg.tasks)
+        nets = group_networks(tg)
+        self.static_ports = static_ports(nets)
+        self.dynamic_ports = dynamic_count(nets)
+        self.feasibility = Feasibility(job, tg)
+        self.tg_counts: dict[str, int] = {}
+        self.distinct_hosts = False
+        self.distinct: list[_DistinctProperty] = []
+        for c in group_constraints(job, tg):
+            if c.operand == "distinct_hosts" and c.r_target.lower() not in ("false", "0"):
+                self.distinct_hosts = True
+            elif c.operand == "distinct_property":
+                limit = int(c.r_target) if c.r_target.isdigit() else 1
+                self.distinct.append(_DistinctProperty(str(c), c.l_target, limit, None))
+        spreads = effective_spreads(job, tg)
+        self.spreads: list[SpreadScore] = spread_scores(spreads, self.count, nodes)
+        self.affinity = AffinityScore(
+            list(job.affinities) + list(tg.affinities) + [a for t in tg.tasks for a in t.affinities]
+        )
+        self.wide = bool(self.affinity) or any(s.attribute != DATACENTER for s in spreads)
+        for node in held:
+            self.record(node)
+
+    def record(self, node: Node, delta: int = 1) -> None:
+        self.tg_counts[node.id] = self.tg_counts.get(node.id, 0) + delta
+        for spread in self.spreads:
+            spread.add(node, delta)
+        for prop in self.distinct:
+            value = prop.value_of(node)
+            if value is not None:
+                prop.counts[value] = prop.counts.get(value, 0) + delta
+
+    def blocked_by_distinct(self, node: Node) -> str:
+        if self.distinct_hosts and self.tg_counts.get(node.id, 0) > 0:
+            return "distinct_hosts"
+        for prop in self.distinct:
+            value = prop.value_of(node)
+            if value is None or prop.counts.get(value, 0) >= prop.limit:
+                return prop.name
+        return ""
+
+    def exhausted(self, usage: NodeUsage) -> str:
+        if usage.cpu + self.cpu > usage.cpu_cap:
+            return DIM_CPU
+        if usage.memory + self.memory > usage.memory_cap:
+            return DIM_MEMORY
+        for port in self.static_ports:
+            if port in usage.ports:
+                return DIM_PORT
+        if self.dynamic_ports:
+            node = usage.node
+            span = node.max_dynamic_port - node.min_dynamic_port + 1
+            if span - len(usage.ports) < self.dynamic_ports:
+                return DIM_DYNAMIC_PORT
+        return ""
+
+    def score(self, usage: NodeUsage, penalty: frozenset[str]) -> tuple[float, dict[str, float]]:
+        node = usage.node
+        parts = {
+            "binpack": binpack_score(
+                usage.cpu + self.cpu, usage.cpu_cap, usage.memory + self.memory, usage.memory_cap
+            )
+        }
+        collisions = self.tg_counts.get(node.id, 0)
+        if collisions:
+            parts["job-anti-affinity"] = -(collisions + 1) / self.count
+        if node.id in penalty:
+            parts["node-reschedule-penalty"] = -1.0
+        if self.affinity:
+            affinity = self.affinity.score(node)
+            if affinity:
+                parts["node-affinity"] = affinity
+        if self.spreads:
+            parts["allocation-spread"] = sum(s.score(node) for s in self.spreads)
+        final = sum(parts.values()) / len(parts)
+        parts["normalized-score"] = final
+        return final, parts
+
+
+def _interleave(nodes: list[Node]) -> list[Node]:
+    """Round-robin over datacenters so any window of candidates sees each of them."""
+    by_dc: dict[str, list[Node]] = {}
+    for node in nodes:
+        by_dc.setdefault(node.datacenter, []).append(node)
+    if len(by_dc) < 2:
+        return nodes
+    lists = list(by_dc.values())
+    out: list[Node] = []
+    for i in range(max(len(lst) for lst in lists)):
+        out.extend(lst[i] for lst in lists if i < len(lst))
+    return out
+
+
+class Stack:
+    """The candidate source for one pass: a node list shuffled with the eval's seed,
+    walked round-robin across placements so consecutive placements look at
+    different nodes."""
+
+    def __init__(self, pass_: Pass, nodes: list[Node], batch: bool, by_dc: bool) -> None:
+        self.pass_ = pass_
+        pass_.rng.shuffle(nodes)
+        self.nodes = _interleave(nodes) if by_dc else nodes
+        self.offset = 0
+        n = len(nodes)
+        self.limit = 2 if batch or n < 2 else max(2, math.ceil(math.log2(n)))
+        self.available: dict[str, int] = {}
+        for node in nodes:
+            self.available[node.datacenter] = self.available.get(node.datacenter, 0) + 1
+
+    def select(
+        self, ask: GroupAsk, penalty: frozenset[str] = frozenset()
+    ) -> tuple[NodeUsage | None, AllocMetric]:
+        nodes = self.nodes
+        n = len(nodes)
+        limit = max(self.limit, min(ask.count, n)) if ask.wide else self.limit
+        evaluated = filtered = exhausted = 0
+        constraint_filtered: dict[str, int] = {}
+        dimension_exhausted: dict[str, int] = {}
+        best: NodeUsage | None = None
+        best_score = -math.inf
+        best_parts: dict[str, float] = {}
+        found = 0
+        skipped: list[tuple[float, NodeUsage, dict[str, float]]] = []
+        usage_of = self.pass_.usage
+        reason_of = ask.feasibility.reason
+        while evaluated < n and found < limit:
+            node = nodes[self.offset]
+            self.offset = (self.offset + 1) % n
+            evaluated += 1
+            reason = reason_of(node) or ask.blocked_by_distinct(node)
+            if reason:
+                filtered += 1
+                constraint_filtered[reason] = constraint_filtered.get(reason, 0) + 1
+                continue
+            usage = usage_of(node)
+            dim = ask.exhausted(usage)
+            if dim:
+                exhausted += 1
+                dimension_exhausted[dim] = dimension_exhausted.get(dim, 0) + 1
+                continue
+            score, parts = ask.score(usage, penalty)
+            if score <= SKIP_SCORE_THRESHOLD and len(skipped) < MAX_SKIP:
+                skipped.append((score, usage, parts))
+                continue
+            found += 1
+            if score > best_score:
+                best, best_score, best_parts = usage, score, parts
+        if found < limit:
+            for score, usage, parts in skipped[: limit - found]:
+                if score > best_score:
+                    best, best_score, best_parts = usage, score, parts
+        metric = AllocMetric(
+            nodes_evaluated=evaluated,
+            nodes_filtered=filtered,
+            nodes_in_pool=n,
+            nodes_available=self.available,
+            constraint_filtered=constraint_filtered,
+            nodes_exhausted=exhausted,
+            dimension_exhausted=dimension_exhausted,
+            scores=best_parts,
+        )
+        return best, metric
+
+
+def previous_nodes(allocs: Iterable[Allocation]) -> frozenset[str]:
+    return frozenset(a.node_id for a in allocs)
