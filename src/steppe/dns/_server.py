@@ -30,26 +30,25 @@ class _UDPProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: DNSServer) -> None:
         self._server = server
         self._responder = server.responder
+        self._current_index = server.responder.view.index
+        self._hot = server.responder.hot
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._sendto = self._transport.sendto
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        responder = self._responder
-        transport = self._transport
-        if transport is None:
-            return
-        if responder.index == responder.view.index():
-            rotation = responder.hot.get(data[2:])
+        if self._current_index() == self._responder.index:
+            rotation = self._hot.get(data[2:])
             if rotation is not None:
-                transport.sendto(data[:2] + next(rotation), addr)
+                self._sendto(data[:2] + next(rotation), addr)
                 return
-        reply = responder.answer(data, False)
+        reply = self._responder.answer(data, False)
         if isinstance(reply, Forward):
             self._server.spawn(self._forward(reply, data, addr))
         elif reply is not None:
-            transport.sendto(reply, addr)
+            self._sendto(reply, addr)
 
     async def _forward(self, forward: Forward, data: bytes, addr: tuple[str | Any, int]) -> None:
         reply = await self._server.forward(forward, data, tcp=False)

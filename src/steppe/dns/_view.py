@@ -39,7 +39,8 @@ class CatalogView(Protocol):
     """What the DNS server reads. Names, tags and datacenters arrive lowercased.
 
     ``index()`` must change whenever any answer could change: DNS caches whole encoded
-    replies keyed on it and never looks at the catalog again until it moves.
+    replies keyed on it and never looks at the catalog again until it moves. It is called
+    for every packet, so it has to be a cheap read (a counter, a snapshot's revision).
     """
 
     @property
