@@ -153,11 +153,13 @@ class SupervisedDriver(Driver):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
             )
-        assert proc.stdout is not None
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), HANDSHAKE_TIMEOUT)
-        finally:
+            out, _ = await asyncio.wait_for(proc.communicate(), HANDSHAKE_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
             await proc.wait()
+            return {"error": f"the task's supervisor did not start in {HANDSHAKE_TIMEOUT}s"}
+        line = out.split(b"\n", 1)[0]
         if not line:
             return {"error": f"the task's supervisor died during start-up (see {log_path})"}
         hello: dict[str, Any] = json.loads(line)
