@@ -30,14 +30,15 @@ class ExecDriver(SupervisedDriver):
         cgroup_parent: str | None = None,
         host_dirs: tuple[str, ...] = HOST_DIRS,
         mhz_per_core: float | None = None,
+        cgroup_layout: CgroupLayout | None = None,
     ) -> None:
         """``cgroup_parent``: see :meth:`Cgroup.plan`; ``host_dirs``: bound read-only into
         every task's root when they exist; ``mhz_per_core`` overrides /proc/cpuinfo for the
-        CFS quota."""
+        CFS quota; ``cgroup_layout`` replaces detection."""
         self._cgroup_parent = cgroup_parent
         self._host_dirs = host_dirs
         self._mhz_per_core = mhz_per_core
-        self._layout: CgroupLayout | None = None
+        self._layout: CgroupLayout | None = cgroup_layout
 
     def _usable_layout(self) -> CgroupLayout | None:
         if self._layout is None:

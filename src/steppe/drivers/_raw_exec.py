@@ -25,13 +25,15 @@ class RawExecDriver(SupervisedDriver):
         *,
         use_cgroups: bool | None = None,
         cgroup_parent: str | None = None,
+        cgroup_layout: CgroupLayout | None = None,
     ) -> None:
         """``use_cgroups``: None tracks tasks in a cgroup when running as root and one is
-        available, True requires it, False relies on the process group alone."""
+        available, True requires it, False relies on the process group alone.
+        ``cgroup_layout`` replaces detection (tests, unusual mounts)."""
         self.enabled = enabled
         self._use_cgroups = use_cgroups
         self._cgroup_parent = cgroup_parent
-        self._layout: CgroupLayout | None = None
+        self._layout: CgroupLayout | None = cgroup_layout
 
     async def fingerprint(self) -> dict[str, str] | None:
         return {"driver.raw_exec": "1"} if self.enabled else None
