@@ -122,7 +122,7 @@ class Responder:
 
     def _encode_variants(self, query: Query, answer: Answer, tcp: bool) -> list[bytes]:
         groups = answer.groups
-        wanted = min(VARIANTS, factorial(len(groups)))
+        wanted = min(VARIANTS, factorial(min(len(groups), 4)))
         orders: list[list[Group]] = []
         seen: set[tuple[int, ...]] = set()
         for _ in range(wanted * 4):
