@@ -56,16 +56,6 @@ def test_bin_packing_fills_the_fuller_node_first() -> None:
     empty = h.state.upsert_node(mock.node())
     busy = h.state.upsert_node(mock.node())
     filler = mock.job(task_groups=(mock.group(count=1, networks=()),))
-    filler = msgspec.structs.replace(
-        filler,
-        task_groups=(
-            mock.group(
-                count=1,
-                networks=(),
-                tasks=(mock.task(resources=Resources(cpu=2000, memory_mb=4096)),),
-            ),
-        ),
-    )
     filler = h.state.upsert_job(filler)
     h.state.upsert_allocs(
         [
@@ -73,19 +63,7 @@ def test_bin_packing_fills_the_fuller_node_first() -> None:
                 node_id=busy.id,
                 job_id=filler.id,
                 name=f"{filler.id}.web[0]",
-                allocated_resources=msgspec.structs.replace(
-                    mock.alloc().allocated_resources,
-                    tasks={
-                        "web": mock.alloc()
-                        .allocated_resources.tasks["web"]
-                        .__class__(
-                            cpu=mock.alloc().allocated_resources.tasks["web"].cpu.__class__(2000),
-                            memory=mock.alloc()
-                            .allocated_resources.tasks["web"]
-                            .memory.__class__(memory_mb=4096),
-                        )
-                    },
-                ),
+                allocated_resources=mock.resources(cpu=2000, memory_mb=4096),
             )
         ]
     )

@@ -27,6 +27,9 @@ from steppe.structs import (
 SKIP_SCORE_THRESHOLD = 0.0
 MAX_SKIP = 3
 DATACENTER = "${node.datacenter}"
+WIDE_LIMIT = 100
+"""Affinities and spreads over arbitrary attributes need a wider look than log2(n):
+at least this many nodes, or the group's count if larger (as Nomad does)."""
 
 
 def group_networks(tg: TaskGroup) -> tuple[NetworkResource, ...]:
@@ -177,7 +180,7 @@ class Stack:
     ) -> tuple[NodeUsage | None, AllocMetric]:
         nodes = self.nodes
         n = len(nodes)
-        limit = max(self.limit, min(ask.count, n)) if ask.wide else self.limit
+        limit = max(self.limit, min(max(ask.count, WIDE_LIMIT), n)) if ask.wide else self.limit
         evaluated = filtered = exhausted = 0
         constraint_filtered: dict[str, int] = {}
         dimension_exhausted: dict[str, int] = {}

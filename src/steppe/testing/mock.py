@@ -36,10 +36,12 @@ from steppe.structs import (
 )
 
 _counter = itertools.count(1)
+_ids = itertools.count(1)
 
 
 def uid() -> str:
-    return str(uuid.uuid4())
+    """Unique but reproducible from run to run, so a failing test fails again."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"steppe-mock/{next(_ids)}"))
 
 
 def _with(obj: Any, overrides: dict[str, Any]) -> Any:
@@ -186,6 +188,16 @@ def nginx_job() -> Job:
     )
 
 
+def resources(cpu: int = 500, memory_mb: int = 256, task: str = "web") -> AllocatedResources:
+    return AllocatedResources(
+        tasks={
+            task: AllocatedTaskResources(
+                cpu=AllocatedCpu(cpu_shares=cpu), memory=AllocatedMemory(memory_mb=memory_mb)
+            )
+        }
+    )
+
+
 def alloc(**overrides: Any) -> Allocation:
     """A pending allocation of :func:`job`'s group; give ``node_id``/``job_id`` to tie
     it to real objects."""
@@ -196,13 +208,7 @@ def alloc(**overrides: Any) -> Allocation:
         node_id=uid(),
         job_id="mock-service",
         task_group="web",
-        allocated_resources=AllocatedResources(
-            tasks={
-                "web": AllocatedTaskResources(
-                    cpu=AllocatedCpu(cpu_shares=500), memory=AllocatedMemory(memory_mb=256)
-                )
-            }
-        ),
+        allocated_resources=resources(),
     )
     return _with(base, overrides)  # type: ignore[no-any-return]
 
