@@ -147,3 +147,21 @@ async def test_signal_reaches_the_task_without_stopping_it(rig: TaskRig) -> None
 
     await rig.driver.stop(handle, "SIGKILL", 0)
     await async_wait_until(exited)
+
+
+async def test_list_tasks_finds_tasks_under_its_root_until_destroyed(tmp_path: Path) -> None:
+    rig = TaskRig(RawExecDriver(enabled=True, task_root=tmp_path), tmp_path)
+    try:
+        spec = rig.sh("sleep 1000")
+        handle = await rig.start(spec)
+        other = RawExecDriver(enabled=True, task_root=tmp_path)
+        listed = await other.list_tasks()
+        assert [(h.task_id, h.state["alloc_id"]) for h in listed] == [
+            (handle.task_id, spec.alloc_id)
+        ]
+        assert await other.recover(listed[0])
+        assert await RawExecDriver(enabled=True).list_tasks() == []
+        await other.destroy(listed[0])
+        assert await other.list_tasks() == []
+    finally:
+        await rig.cleanup()

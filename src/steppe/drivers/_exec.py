@@ -31,14 +31,17 @@ class ExecDriver(SupervisedDriver):
         host_dirs: tuple[str, ...] = HOST_DIRS,
         mhz_per_core: float | None = None,
         cgroup_layout: CgroupLayout | None = None,
+        task_root: Path | None = None,
     ) -> None:
         """``cgroup_parent``: see :meth:`Cgroup.plan`; ``host_dirs``: bound read-only into
         every task's root when they exist; ``mhz_per_core`` overrides /proc/cpuinfo for the
-        CFS quota; ``cgroup_layout`` replaces detection."""
+        CFS quota; ``cgroup_layout`` replaces detection; ``task_root``: see
+        :class:`SupervisedDriver`."""
         self._cgroup_parent = cgroup_parent
         self._host_dirs = host_dirs
         self._mhz_per_core = mhz_per_core
         self._layout: CgroupLayout | None = cgroup_layout
+        self.task_root = task_root
 
     def _usable_layout(self) -> CgroupLayout | None:
         if self._layout is None:

@@ -9,6 +9,7 @@ that started their own session and so left the process group.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from steppe.drivers._base import TaskSpec
 from steppe.drivers._cgroups import Cgroup, CgroupLayout, detect
@@ -26,14 +27,17 @@ class RawExecDriver(SupervisedDriver):
         use_cgroups: bool | None = None,
         cgroup_parent: str | None = None,
         cgroup_layout: CgroupLayout | None = None,
+        task_root: Path | None = None,
     ) -> None:
         """``use_cgroups``: None tracks tasks in a cgroup when running as root and one is
         available, True requires it, False relies on the process group alone.
-        ``cgroup_layout`` replaces detection (tests, unusual mounts)."""
+        ``cgroup_layout`` replaces detection (tests, unusual mounts); ``task_root``: see
+        :class:`SupervisedDriver`."""
         self.enabled = enabled
         self._use_cgroups = use_cgroups
         self._cgroup_parent = cgroup_parent
         self._layout: CgroupLayout | None = cgroup_layout
+        self.task_root = task_root
 
     async def fingerprint(self) -> dict[str, str] | None:
         return {"driver.raw_exec": "1"} if self.enabled else None

@@ -75,7 +75,15 @@ def _safe(name: str) -> str:
 
 class SupervisedDriver(Driver):
     """Start / wait / stop / destroy / recover over the executor; subclasses decide the
-    isolation and the cgroup."""
+    isolation and the cgroup.
+
+    ``task_root`` is the directory holding the client's alloc dirs; with it,
+    :meth:`list_tasks` finds this driver's tasks there (running or exited, not yet
+    destroyed) so the client can remove those whose allocation is gone. Without it the
+    driver lists nothing rather than guess, since another agent's tasks may share the host.
+    """
+
+    task_root: Path | None = None
 
     def validate_config(self, config: dict[str, Any]) -> list[str]:
         return validate_command_config(config)
@@ -130,6 +138,8 @@ class SupervisedDriver(Driver):
                 cgroup.remove()
             raise DriverError(f"{self.name}: task {spec.task_name}: {hello['error']}")
         state = {
+            "alloc_id": spec.alloc_id,
+            "task_name": spec.task_name,
             "executor_pid": int(hello["executor_pid"]),
             "executor_start": hello.get("executor_start"),
             "task_pid": int(hello["task_pid"]),
@@ -140,7 +150,9 @@ class SupervisedDriver(Driver):
             "root": isolation.root if isolation else None,
             "host_dirs": isolation.ro_dirs if isolation else [],
         }
-        return TaskHandle(driver=self.name, task_id=name, started_at=time.time(), state=state)
+        handle = TaskHandle(driver=self.name, task_id=name, started_at=time.time(), state=state)
+        _save_handle(state_dir, handle)
+        return handle
 
     async def _launch(self, spec_path: Path, log_path: Path) -> dict[str, Any]:
         with log_path.open("ab") as log:
@@ -266,6 +278,9 @@ class SupervisedDriver(Driver):
         if left:
             raise DriverError(f"{self.name}: cannot remove cgroup {'; '.join(left)}")
 
+    async def list_tasks(self) -> list[TaskHandle]:
+        return _load_handles(self.task_root, self.name) if self.task_root else []
+
     async def recover(self, handle: TaskHandle) -> bool:
         return self._recoverable(handle)
 
@@ -286,3 +301,21 @@ def _remove_cgroup(cgroup: Cgroup, deadline: float = 5.0) -> list[str]:
         if not left or time.monotonic() > end:
             return left
         time.sleep(0.02)
+
+
+def _save_handle(state_dir: Path, handle: TaskHandle) -> None:
+    raw = {"driver": handle.driver, "task_id": handle.task_id, "started_at": handle.started_at}
+    (state_dir / "handle.json").write_text(json.dumps({**raw, "state": handle.state}))
+
+
+def _load_handles(task_root: Path, driver: str) -> list[TaskHandle]:
+    handles: list[TaskHandle] = []
+    for path in sorted(task_root.glob("*/.executor/*/handle.json")):
+        try:
+            raw = json.loads(path.read_text())
+            handle = TaskHandle(raw["driver"], raw["task_id"], raw["started_at"], raw["state"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if handle.driver == driver:
+            handles.append(handle)
+    return handles
