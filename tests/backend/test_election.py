@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from tests.support.waiting import async_wait_until
 
-from steppe.backend import Backend, Election
+from steppe.backend import Backend, Election, keep_alive
 
 
 @contextlib.asynccontextmanager
@@ -80,3 +80,13 @@ async def test_no_leader_when_nobody_campaigns(backend: Backend, prefix: str) ->
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_keep_alive_returns_once_the_lease_is_gone(backend: Backend, prefix: str) -> None:
+    lease = await backend.lease_grant(1)
+    await backend.put(prefix + "k", b"x", lease=lease)
+    keeper = asyncio.create_task(keep_alive(backend, lease, 1))
+    await backend.lease_revoke(lease)
+    async with asyncio.timeout(10):
+        await keeper
+    assert await backend.get(prefix + "k") is None

@@ -123,6 +123,12 @@ class EtcdBackend(Backend):
         ]
         return TxnResult(bool(resp.succeeded), int(resp.header.revision), reads)
 
+    async def put(self, key: str, value: bytes, lease: int = 0) -> int:
+        """A plain Put RPC: cheaper for etcd than a one-operation transaction."""
+        request = rpc.PutRequest(key=key_bytes(key), value=value, lease=lease)
+        resp = await self._unary(self._kv.Put, request, f"put {key!r}", idempotent=False)
+        return int(resp.header.revision)
+
     async def compact(self, revision: int) -> None:
         current = await self.current_revision()
         request = rpc.CompactionRequest(revision=min(revision, current))
