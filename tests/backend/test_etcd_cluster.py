@@ -4,6 +4,8 @@ and members can be replaced, restarted and removed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 from tests.support.etcd import EtcdTestCluster
 from tests.support.waiting import async_wait_until
@@ -112,3 +114,31 @@ async def test_member_restarts_on_its_data_and_catches_up(
         assert kv is not None and kv.mod_revision == revision
     finally:
         await only_follower.close()
+
+
+async def test_supervised_member_comes_back_after_a_crash(
+    etcd_single: EtcdTestCluster,
+) -> None:
+    member = etcd_single.members[0]
+    supervisor = asyncio.create_task(member.supervise(backoff=0.05, poll=0.02))
+    try:
+        crashed_pid = member.pid
+        assert crashed_pid is not None
+        os.kill(crashed_pid, signal.SIGKILL)
+        await async_wait_until(
+            lambda: _true(member.pid != crashed_pid and member.is_healthy()),
+            what="supervisor to restart the member",
+        )
+        assert member.restarts == 1
+        backend = EtcdBackend([member.endpoint])
+        try:
+            assert await backend.put("/after-crash", b"ok") > 0
+        finally:
+            await backend.close()
+    finally:
+        supervisor.cancel()
+        await asyncio.gather(supervisor, return_exceptions=True)
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import time
@@ -21,6 +22,8 @@ from steppe.errors import BackendError, ValidationError
 
 ETCD_BINARY = "/usr/bin/etcd"
 _SETPRIV = "/usr/bin/setpriv"
+
+log = logging.getLogger(__name__)
 
 
 def _with_parent_death_signal(command: list[str]) -> list[str]:
@@ -87,6 +90,8 @@ class EtcdMember:
         self.binary = binary
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self.restarts = 0
 
     @property
     def endpoint(self) -> str:
@@ -136,6 +141,7 @@ class EtcdMember:
         if not Path(self.binary).exists():
             raise BackendError(f"etcd binary {self.binary} not found (apt install etcd-server)")
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping = False
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 _with_parent_death_signal(self.command()),
@@ -185,7 +191,8 @@ class EtcdMember:
         return " | ".join(text)
 
     def kill(self) -> None:
-        """SIGKILL, as a machine dying would; waits for the PID to be reaped."""
+        """SIGKILL, as a machine dying would; waits for the PID to be reaped. A supervisor
+        (:meth:`supervise`) treats this as a crash and starts the member again."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
@@ -198,6 +205,7 @@ class EtcdMember:
     def stop_now(self, timeout: float = 10.0) -> None:
         """Blocking stop for cleanup paths that have no event loop."""
         proc = self._proc
+        self._stopping = True
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
@@ -210,6 +218,7 @@ class EtcdMember:
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``: etcd flushes and leaves cleanly on TERM."""
         proc = self._proc
+        self._stopping = True
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
@@ -226,3 +235,28 @@ class EtcdMember:
         await self.stop()
         self.cluster_state = "existing"
         await self.start(timeout)
+
+    async def supervise(self, *, backoff: float = 1.0, poll: float = 0.1) -> None:
+        """Starts the member again on its data whenever it exits without being asked to
+        (a deliberate :meth:`stop` is left alone until the next start). Runs until
+        cancelled; backs off when the member keeps crashing."""
+        delay = backoff
+        while True:
+            proc = self._proc
+            if proc is None or proc.poll() is None or self._stopping:
+                if proc is not None and proc.poll() is None:
+                    delay = backoff
+                await asyncio.sleep(poll)
+                continue
+            log.warning(
+                "etcd member %s exited with %s; restarting: %s",
+                self.name,
+                proc.returncode,
+                self.log_tail(2),
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            if self._proc is proc and not self._stopping:
+                self.cluster_state = "existing" if self.has_data else self.cluster_state
+                self.spawn()
+                self.restarts += 1
