@@ -10,7 +10,7 @@ import pytest
 from tests.support.waiting import async_wait_until
 
 from steppe.backend import Backend, Compare, Delete, Event, Get, Put
-from steppe.errors import NotFoundError, RevisionCompactedError
+from steppe.errors import BackendError, NotFoundError, RevisionCompactedError
 
 
 async def collect(it: AsyncIterator[list[Event]], revisions: int) -> list[list[Event]]:
@@ -171,3 +171,13 @@ async def test_lease_expiry_deletes_keys(backend: Backend, prefix: str) -> None:
     await async_wait_until(gone, timeout=15, what="leased key to expire")
     with pytest.raises(NotFoundError):
         await backend.lease_keepalive(lease)
+
+
+async def test_txn_size_limits_are_advertised(backend: Backend, prefix: str) -> None:
+    ops = min(backend.max_txn_ops, 500)
+    big = [Put(f"{prefix}{i:04}", b"v") for i in range(ops)]
+    assert (await backend.txn([], big)).succeeded
+    assert len((await backend.range(prefix))[0]) == ops
+    if backend.max_txn_ops < 500:
+        with pytest.raises(BackendError, match="too many operations"):
+            await backend.txn([], [*big, Put(prefix + "one-too-many", b"v")])
