@@ -208,6 +208,7 @@ TRAP_AND_STAY = "trap 'echo got INT' INT; echo ready; while :; do sleep 0.1; don
 
 
 async def started(driver: DockerDriver, spec: TaskSpec) -> TaskHandle:
+    """Starts ``spec`` and waits until its shell has set its trap."""
     handle = await driver.start(spec)
     await async_wait_until(
         lambda: contains(spec.stdout_path, "ready"), timeout=15, what="task to set its trap"
@@ -226,7 +227,7 @@ async def contains(path: Path, text: str) -> bool:
 async def test_stop_sends_kill_signal_first(
     docker_driver: DockerDriver, docker_spec: MakeSpec
 ) -> None:
-    spec = docker_spec(busybox(TRAP_AND_EXIT))
+    spec = docker_spec(busybox(TRAP_AND_EXIT), cpu_mhz=1000)
     handle = await started(docker_driver, spec)
     await docker_driver.stop(handle, "SIGTERM", 30)
     result = await docker_driver.wait(handle)
@@ -238,9 +239,9 @@ async def test_stop_sends_kill_signal_first(
 async def test_stop_kills_after_kill_timeout(
     docker_driver: DockerDriver, docker_spec: MakeSpec
 ) -> None:
-    spec = docker_spec(busybox(TRAP_AND_STAY))
+    spec = docker_spec(busybox(TRAP_AND_STAY), cpu_mhz=1000)
     handle = await started(docker_driver, spec)
-    await docker_driver.stop(handle, "SIGINT", 0.5)
+    await docker_driver.stop(handle, "SIGINT", 2)
     result = await docker_driver.wait(handle)
     assert result.exit_code == 137  # SIGKILL after ignoring SIGINT
     assert "got INT" in spec.stdout_path.read_text()

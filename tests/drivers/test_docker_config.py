@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from steppe.drivers import PortMapping, TaskSpec
 from steppe.drivers import _docker_config as cfg
 from steppe.drivers._cpu import cfs_quota_us
+from steppe.drivers._docker_logs import resume_point, split_timestamp
 
 
 def spec(config: dict[str, Any], **kw: Any) -> TaskSpec:
@@ -127,3 +129,16 @@ def test_signal_names() -> None:
     assert cfg.parse_signal("term") == "SIGTERM"
     with pytest.raises(ValueError, match="unknown signal 'SIGNOPE'"):
         cfg.parse_signal("SIGNOPE")
+
+
+def test_log_timestamps_give_an_exact_resume_point(tmp_path: Path) -> None:
+    stamp, text = split_timestamp("2026-11-22T01:20:01.454920784Z tick 1\n")
+    assert text == "tick 1\n"
+    assert stamp == 1795310401_454920784
+    assert split_timestamp("2026-11-22T01:20:01Z x")[0] == 1795310401_000000000
+    assert split_timestamp("no stamp here") == (None, "no stamp here")
+    log = tmp_path / "task.stdout.0"
+    assert resume_point(log) is None
+    log.write_text(text)
+    os.utime(log, ns=(stamp, stamp))
+    assert resume_point(log) == "1795310401.454920785"

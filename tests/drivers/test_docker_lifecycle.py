@@ -39,6 +39,8 @@ async def test_recover_reattaches_without_a_new_container(
         await async_wait_until(
             lambda: _grew(spec.stdout_path, before + 3), what="logs copied again after recover"
         )
+        ticks = [line for line in text_of(spec.stdout_path).splitlines() if line.startswith("tick")]
+        assert len(ticks) == len(set(ticks)), "lines copied twice after recover"
         await restarted.stop(saved, "SIGKILL", 0)
         result = await restarted.wait(saved)
         assert result.exit_code == 137

@@ -1,9 +1,10 @@
 """Copies a container's stdout and stderr into the task's log files, as ``alloc logs`` reads them.
 
 One follower per stream: the engine multiplexes both on one connection, but asking for each
-separately keeps them apart without parsing the frame headers ourselves. After an agent
-restart the followers resume from the log files' modification time, so little is repeated
-and nothing written while the agent was down is lost.
+separately keeps them apart without parsing the frame headers ourselves. Each file's
+modification time is set to the engine's timestamp of the last line copied into it, so after
+an agent restart the followers resume exactly after that line: nothing is repeated, and
+nothing the container wrote while the agent was down is lost.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +24,8 @@ from aiodocker.containers import DockerContainer
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 5.0
+NS = 1_000_000_000
+_RFC3339_UTC = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
 
 
 def _open_append(path: Path) -> IO[bytes]:
@@ -27,23 +33,43 @@ def _open_append(path: Path) -> IO[bytes]:
     return path.open("ab")
 
 
-def resume_point(path: Path) -> float | None:
-    """Where to pick a log up again: the time of the last write we made to ``path``."""
+def resume_point(path: Path) -> str | None:
+    """The engine's ``since`` for the first line not yet in ``path`` (the bound is inclusive,
+    hence one nanosecond past the last line copied)."""
     try:
-        return path.stat().st_mtime
+        ns = path.stat().st_mtime_ns + 1
     except OSError:
         return None
+    return f"{ns // NS}.{ns % NS:09d}"
 
 
-async def _pump(container: DockerContainer, stream: str, path: Path, since: float | None) -> None:
-    params: dict[str, Any] = {"stdout": stream == "stdout", "stderr": stream == "stderr"}
+def split_timestamp(chunk: str) -> tuple[int | None, str]:
+    """Splits the engine's ``2026-01-02T03:04:05.123456789Z`` prefix off a log line, as
+    nanoseconds since the epoch; None when there is no timestamp to read."""
+    stamp, _, rest = chunk.partition(" ")
+    match = _RFC3339_UTC.fullmatch(stamp)
+    if match is None:
+        return None, chunk
+    seconds = int(datetime.fromisoformat(match[1]).replace(tzinfo=UTC).timestamp())
+    return seconds * NS + int((match[2] or "").ljust(9, "0")), rest
+
+
+async def _pump(container: DockerContainer, stream: str, path: Path, since: str | None) -> None:
+    params: dict[str, Any] = {
+        "stdout": stream == "stdout",
+        "stderr": stream == "stderr",
+        "timestamps": True,
+    }
     if since is not None:
-        params["since"] = f"{since:.9f}"
+        params["since"] = since
     out = _open_append(path)
     try:
         async for chunk in container.log(follow=True, **params):
-            out.write(chunk.encode())
+            stamp, text = split_timestamp(chunk)
+            out.write(text.encode())
             out.flush()
+            if stamp is not None:
+                os.utime(out.fileno(), ns=(stamp, stamp))
     except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
         log.warning("log stream %s of container %s ended: %s", stream, container.id[:12], exc)
     finally:
