@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -69,6 +70,16 @@ def validate_command_config(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _user_problems(user: str) -> list[str]:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return [f"user: {user!r} does not exist on this node"]
+    if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+        return [f"user: running as {user!r} needs the agent to run as root"]
+    return []
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
@@ -103,6 +114,8 @@ class SupervisedDriver(Driver):
 
     async def start(self, spec: TaskSpec) -> TaskHandle:
         problems = self.validate_config(spec.config)
+        if spec.user:
+            problems += _user_problems(spec.user)
         if problems:
             raise DriverError(f"{self.name}: task {spec.task_name}: {'; '.join(problems)}")
         suffix = secrets.token_hex(3)
@@ -143,6 +156,7 @@ class SupervisedDriver(Driver):
             "executor_pid": int(hello["executor_pid"]),
             "executor_start": hello.get("executor_start"),
             "task_pid": int(hello["task_pid"]),
+            "task_start": hello.get("task_start"),
             "pgid": int(hello["pgid"]),
             "state_dir": str(state_dir),
             "status_path": executor_spec.status_path,
@@ -165,13 +179,17 @@ class SupervisedDriver(Driver):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
             )
+        # One line, not EOF: a supervisor spawned concurrently may have inherited this
+        # pipe's write end (uvloop's spawn does not close it), and it lives on.
+        assert proc.stdout is not None
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), HANDSHAKE_TIMEOUT)
+            line = await asyncio.wait_for(proc.stdout.readline(), HANDSHAKE_TIMEOUT)
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
             return {"error": f"the task's supervisor did not start in {HANDSHAKE_TIMEOUT}s"}
-        line = out.split(b"\n", 1)[0]
+        await proc.wait()
         if not line:
             return {"error": f"the task's supervisor died during start-up (see {log_path})"}
         hello: dict[str, Any] = json.loads(line)
@@ -226,9 +244,16 @@ class SupervisedDriver(Driver):
         raw = handle.state.get("cgroup")
         return Cgroup.from_state(raw) if raw else None
 
+    @staticmethod
+    def _task_alive(handle: TaskHandle) -> bool:
+        pid, start = handle.state.get("task_pid"), handle.state.get("task_start")
+        return bool(pid) and start is not None and process_start_time(int(pid)) == start  # type: ignore[arg-type]
+
     async def _kill_tree(self, handle: TaskHandle) -> None:
+        """The process group is only trusted while its supervisor or leader lives: after
+        both are gone its id may belong to someone else."""
         cgroup = self._cgroup_of(handle)
-        if self._executor_alive(handle):
+        if self._executor_alive(handle) or self._task_alive(handle):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(handle.state["pgid"]), signals.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,0 +1,83 @@
+"""The scheduler client role: drivers, the node's fingerprint, and the client."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from steppe.client import Client, ConsulAgentRegistrar, ServerAPI, fingerprint
+from steppe.client._allocdir import alloc_root
+from steppe.config import AgentConfig
+from steppe.drivers import Driver
+from steppe.drivers._docker import DockerDriver
+from steppe.drivers._exec import ExecDriver
+from steppe.drivers._raw_exec import RawExecDriver
+from steppe.structs import NodeResources
+
+log = logging.getLogger(__name__)
+
+
+def build_drivers(config: AgentConfig) -> dict[str, Driver]:
+    drivers: dict[str, Driver] = {}
+    if config.driver_enabled("raw_exec"):
+        drivers["raw_exec"] = RawExecDriver(enabled=True)
+    if config.driver_enabled("exec"):
+        drivers["exec"] = ExecDriver()
+    if config.driver_enabled("docker"):
+        drivers["docker"] = DockerDriver(config.docker_endpoint() or None)
+    return drivers
+
+
+def client_data_dir(config: AgentConfig) -> tuple[Path, bool]:
+    """The client's directory, and whether it is a throwaway one (``-dev`` without a
+    ``data_dir``) to remove at shutdown."""
+    if config.data_dir:
+        return Path(config.data_dir) / "client", False
+    return Path(tempfile.mkdtemp(prefix="steppe-client-")), True
+
+
+class ClientRole:
+    def __init__(self, config: AgentConfig, server: ServerAPI, advertise_ip: str) -> None:
+        self.config = config
+        self.server = server
+        self.advertise_ip = advertise_ip
+        self.data_dir, self._throwaway = client_data_dir(config)
+        self.drivers = build_drivers(config)
+        self.client: Client | None = None
+
+    async def start(self, http_addr: str) -> None:
+        cfg = self.config.client
+        node = await fingerprint(
+            data_dir=self.data_dir,
+            drivers=self.drivers,
+            advertise_ip=self.advertise_ip,
+            datacenter=self.config.datacenter,
+            name=self.config.node_name(),
+            node_class=cfg.node_class,
+            node_pool=cfg.node_pool,
+            meta=cfg.meta,
+            http_addr=http_addr,
+            reserved=NodeResources(cpu=cfg.reserved.cpu, memory_mb=cfg.reserved.memory),
+            min_dynamic_port=cfg.min_dynamic_port,
+            max_dynamic_port=cfg.max_dynamic_port,
+            now_ns=time.time_ns(),
+        )
+        registrar = ConsulAgentRegistrar(f"http://{self.config.consul.address}")
+        self.client = Client(self.server, self.drivers, self.data_dir, node, services=registrar)
+        await self.client.start()
+        log.info(
+            "client started: node %s (%s) with drivers %s", node.name, node.id, sorted(self.drivers)
+        )
+
+    async def stop(self, leave_running: bool) -> None:
+        if self.client is not None:
+            await self.client.stop(leave_running=leave_running)
+        if self._throwaway and not leave_running:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def alloc_dir(self, alloc_id: str) -> Path | None:
+        path = alloc_root(self.data_dir, alloc_id)
+        return path if path.is_dir() else None
