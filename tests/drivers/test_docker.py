@@ -255,3 +255,41 @@ async def test_bad_kill_signal_is_a_driver_error(
     with pytest.raises(DriverError, match="kill_signal: unknown signal 'SIGBOGUS'"):
         await docker_driver.stop(handle, "SIGBOGUS", 1)
     await docker_driver.destroy(handle)
+
+
+async def test_entrypoint_work_dir_volumes_and_network_mode(
+    docker_driver: DockerDriver, docker_spec: MakeSpec
+) -> None:
+    spec = docker_spec(
+        {
+            "image": BUSYBOX,
+            "entrypoint": ["/bin/sh", "-c"],
+            "args": ["pwd; cat /data/f; ls /sys/class/net"],
+            "work_dir": "/tmp",
+            "volumes": ["data:/data:ro"],
+            "network_mode": "none",
+        }
+    )
+    (spec.task_dir / "data").mkdir()
+    (spec.task_dir / "data" / "f").write_text("from a relative volume\n")
+    handle = await docker_driver.start(spec)
+    result = await docker_driver.wait(handle)
+    assert result.exit_code == 0, text_of(spec.stderr_path)
+    assert text_of(spec.stdout_path).split() == ["/tmp", "from", "a", "relative", "volume", "lo"]
+    await docker_driver.destroy(handle)
+
+
+async def test_signal_is_delivered_without_stopping(
+    docker_driver: DockerDriver, docker_spec: MakeSpec
+) -> None:
+    spec = docker_spec(
+        busybox("trap 'echo got HUP' HUP; echo ready; while :; do sleep 0.1; done"), cpu_mhz=1000
+    )
+    handle = await started(docker_driver, spec)
+    await docker_driver.signal(handle, "SIGHUP")
+    await async_wait_until(lambda: contains(spec.stdout_path, "got HUP"), what="trap output")
+    await docker_driver.stop(handle, "SIGKILL", 0)
+    assert (await docker_driver.wait(handle)).exit_code == 137
+    with pytest.raises(DriverError, match="it is not running"):
+        await docker_driver.signal(handle, "SIGHUP")
+    await docker_driver.destroy(handle)
