@@ -142,3 +142,14 @@ async def test_supervised_member_comes_back_after_a_crash(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_timeout_view_shares_the_connection(etcd_single: EtcdTestCluster) -> None:
+    backend = EtcdBackend(etcd_single.endpoints)
+    try:
+        quick = backend.with_timeout(0.5)
+        revision = await quick.put("/quick", b"1")
+        kv = await backend.get("/quick")
+        assert kv is not None and kv.mod_revision == revision
+    finally:
+        await backend.close()

@@ -13,6 +13,7 @@ leader died is dropped by etcd without an answer, and only this timeout ends the
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -59,6 +60,13 @@ class EtcdBackend(Backend):
         self._keepalives = LeaseKeepAlives(self._leases)
         self._timeout = request_timeout
         self._watch_resume_timeout = watch_resume_timeout
+
+    def with_timeout(self, request_timeout: float) -> EtcdBackend:
+        """The same connection with another request timeout, e.g. short for a retry loop of
+        idempotent writes during a failover. Close only the original."""
+        view = copy.copy(self)
+        view._timeout = request_timeout
+        return view
 
     async def _unary(self, method: Any, request: Any, what: str, *, idempotent: bool) -> Any:
         async def attempt(remaining: float) -> Any:
