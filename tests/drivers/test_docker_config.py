@@ -68,6 +68,9 @@ def test_seed_port_map_block_as_hcl_gives_it() -> None:
         "80/udp": [{"HostIp": "127.0.0.1", "HostPort": "23456"}],
     }
     assert set(body["ExposedPorts"]) == {"80/tcp", "80/udp"}
+    env = {"NOMAD_PORT_web": "23456", "NOMAD_ADDR_web": "127.0.0.1:23456"}
+    body = cfg.create_body(spec(config, env=env), config)
+    assert body["Env"] == ["NOMAD_PORT_web=80", "NOMAD_ADDR_web=127.0.0.1:23456"]
 
 
 def test_modern_ports_publish_only_listed_labels() -> None:

@@ -134,6 +134,17 @@ def _command(config: Mapping[str, Any]) -> list[str] | None:
     return args or None
 
 
+def _env(spec: TaskSpec, ports: list[PortMapping]) -> dict[str, str]:
+    """The task's env, with ``NOMAD_PORT_<label>`` naming the port inside the container
+    when ``port_map`` moved it (as Nomad does); addresses keep the host side."""
+    env = dict(spec.env)
+    for p in ports:
+        key = f"NOMAD_PORT_{p.label}"
+        if key in env:
+            env[key] = str(p.container_port)
+    return env
+
+
 def _binds(spec: TaskSpec, config: Mapping[str, Any]) -> list[str]:
     binds = [
         f"{spec.alloc_dir / 'alloc'}:/alloc",
@@ -192,7 +203,7 @@ def create_body(spec: TaskSpec, config: Mapping[str, Any]) -> dict[str, Any]:
         host_config["NetworkMode"] = config["network_mode"]
     body: dict[str, Any] = {
         "Image": config["image"],
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        "Env": [f"{k}={v}" for k, v in _env(spec, ports).items()],
         "Labels": labels(spec, config),
         "ExposedPorts": exposed,
         "HostConfig": host_config,
