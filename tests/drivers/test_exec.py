@@ -167,3 +167,9 @@ async def test_command_missing_inside_the_root_fails_start(rig: TaskRig) -> None
     with pytest.raises(DriverError, match="'no-such-program' not found in the task's PATH"):
         await rig.start(spec)
     assert mounts_under(spec.task_dir) == []
+
+
+async def test_runs_as_the_task_user_inside_the_root(rig: TaskRig) -> None:
+    spec = rig.sh("id -un; id -u", user="nobody")
+    assert (await rig.driver.wait(await rig.start(spec))).successful, read(spec.stderr_path)
+    assert read(spec.stdout_path).split()[0] == "nobody"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -165,3 +166,27 @@ async def test_list_tasks_finds_tasks_under_its_root_until_destroyed(tmp_path: P
         assert await other.list_tasks() == []
     finally:
         await rig.cleanup()
+
+
+async def test_without_cgroups_the_process_group_still_dies_whole(tmp_path: Path) -> None:
+    rig = TaskRig(RawExecDriver(enabled=True, use_cgroups=False), tmp_path)
+    try:
+        handle = await rig.start(rig.sh("sleep 1000 & sleep 1000 & wait"))
+        assert handle.state["cgroup"] is None
+        task_pid = handle.state["task_pid"]
+        tree = wait_until(lambda: d if len(d := descendants(task_pid)) == 2 else None)
+        await rig.driver.stop(handle, "SIGTERM", 5)
+        wait_until(lambda: not any(alive(p) for p in {task_pid, *tree}), what="tree gone")
+    finally:
+        await rig.cleanup()
+
+
+@pytest.mark.root
+async def test_runs_as_the_task_user(rig: TaskRig) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    spec = rig.sh("id -un", user="nobody")
+    assert (await rig.driver.wait(await rig.start(spec))).successful
+    assert spec.stdout_path.read_text() == "nobody\n"
+    with pytest.raises(DriverError, match="user: 'no-such-user' does not exist"):
+        await rig.start(rig.sh("true", user="no-such-user"))

@@ -23,6 +23,7 @@ from steppe.errors import DriverError
 
 class ExecDriver(SupervisedDriver):
     name = "exec"
+    fs_isolation = "chroot"
 
     def __init__(
         self,

@@ -195,6 +195,7 @@ def _supervise(spec_path: Path, report: int) -> None:
         "executor_pid": me,
         "executor_start": process_start_time(me),
         "task_pid": task_pid,
+        "task_start": process_start_time(task_pid),
         "pgid": proc.pid,
     }
     os.write(report, (json.dumps(hello) + "\n").encode())

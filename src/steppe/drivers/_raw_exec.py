@@ -19,6 +19,7 @@ from steppe.errors import DriverError
 
 class RawExecDriver(SupervisedDriver):
     name = "raw_exec"
+    fs_isolation = "none"
 
     def __init__(
         self,

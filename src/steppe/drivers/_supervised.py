@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import signal as signals
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -169,31 +170,9 @@ class SupervisedDriver(Driver):
         return handle
 
     async def _launch(self, spec_path: Path, log_path: Path) -> dict[str, Any]:
-        with log_path.open("ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "steppe.drivers._executor",
-                str(spec_path),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-            )
-        # One line, not EOF: a supervisor spawned concurrently may have inherited this
-        # pipe's write end (uvloop's spawn does not close it), and it lives on.
-        assert proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), HANDSHAKE_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            return {"error": f"the task's supervisor did not start in {HANDSHAKE_TIMEOUT}s"}
-        await proc.wait()
-        if not line:
-            return {"error": f"the task's supervisor died during start-up (see {log_path})"}
-        hello: dict[str, Any] = json.loads(line)
-        return hello
+        """Runs in a thread: the handshake is one line, and a blocking read of it keeps
+        no event-loop transport alive past a failed start."""
+        return await asyncio.to_thread(_handshake, spec_path, log_path)
 
     @staticmethod
     def _executor_alive(handle: TaskHandle) -> bool:
@@ -344,3 +323,26 @@ def _load_handles(task_root: Path, driver: str) -> list[TaskHandle]:
         if handle.driver == driver:
             handles.append(handle)
     return handles
+
+
+def _handshake(spec_path: Path, log_path: Path) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "steppe.drivers._executor", str(spec_path)]
+    try:
+        with log_path.open("ab") as log:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                timeout=HANDSHAKE_TIMEOUT,
+                check=False,
+            )
+    except subprocess.TimeoutExpired:
+        return {"error": f"the task's supervisor did not start in {HANDSHAKE_TIMEOUT}s"}
+    except OSError as exc:
+        return {"error": f"cannot start the task's supervisor: {exc.strerror}"}
+    line = done.stdout.split(b"\n", 1)[0]
+    if not line:
+        return {"error": f"the task's supervisor died during start-up (see {log_path})"}
+    hello: dict[str, Any] = json.loads(line)
+    return hello
