@@ -15,6 +15,7 @@ Also a command line for scripts (``scripts/dockerd.sh``)::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import os
 import random
@@ -31,8 +32,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_SCRIPT = REPO_ROOT / "scripts" / "local-images.sh"
 BRIDGE_FILE = "bridge"
+OWNER_FILE = "owner"
+TEMP_DIR = "/tmp"
+TEMP_PREFIX = "stpd-"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+PR_SET_PDEATHSIG = 1
 
 
 class DockerdError(RuntimeError):
@@ -82,7 +87,7 @@ class PrivateDockerd:
 
     def stop(self) -> None:
         """Removes every container, stops the daemon by PID, and deletes what it left."""
-        if _is_our_dockerd(self.pid, self.root):
+        if self.pid and _is_our_dockerd(self.pid, self.root):
             with contextlib.suppress(OSError):
                 self.remove_all_containers()
             children = _children(self.pid)
@@ -95,12 +100,28 @@ class PrivateDockerd:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start(root: Path | None = None, *, timeout: float = START_TIMEOUT) -> PrivateDockerd:
-    """Starts a private dockerd under ``root`` (a fresh temp dir by default) and waits for it."""
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM when the test process dies, so
+    even a test run killed outright leaves no daemon behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start(
+    root: Path | None = None, *, timeout: float = START_TIMEOUT, die_with_parent: bool = True
+) -> PrivateDockerd:
+    """Starts a private dockerd under ``root`` (a fresh temp dir by default) and waits for it.
+
+    ``die_with_parent=False`` lets it outlive this process (for scripts; stop it with
+    ``attach(root).stop()``)."""
     # Unix socket paths are limited to 108 bytes and containerd nests sockets deep
     # inside the exec root: keep the root short.
-    root = root or Path(tempfile.mkdtemp(prefix="stpd-", dir="/tmp"))
+    if root is None:
+        reap_abandoned()
+        root = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=TEMP_DIR))
     root.mkdir(parents=True, exist_ok=True)
+    if die_with_parent:
+        (root / OWNER_FILE).write_text(str(os.getpid()))
     bridge = _make_bridge()
     (root / BRIDGE_FILE).write_text(bridge)
     log = (root / "dockerd.log").open("ab")
@@ -118,7 +139,12 @@ def start(root: Path | None = None, *, timeout: float = START_TIMEOUT) -> Privat
         "--storage-driver=overlay2",
     ]
     proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if die_with_parent else None,
     )
     log.close()
     daemon = PrivateDockerd(root=root, pid=proc.pid, bridge=bridge)
@@ -133,12 +159,16 @@ def start(root: Path | None = None, *, timeout: float = START_TIMEOUT) -> Privat
 
 
 def attach(root: Path) -> PrivateDockerd:
-    """The engine a previous ``start`` left running under ``root`` (for ``stop`` from a script)."""
+    """The engine a previous ``start`` left under ``root``, running or not, so that ``stop``
+    can clean up after it (pid 0 when the daemon already exited and removed its pidfile)."""
+    try:
+        bridge = (root / BRIDGE_FILE).read_text().strip()
+    except OSError as exc:
+        raise DockerdError(f"no private dockerd recorded under {root}: {exc}") from exc
     try:
         pid = int((root / "docker.pid").read_text().strip())
-        bridge = (root / BRIDGE_FILE).read_text().strip()
-    except (OSError, ValueError) as exc:
-        raise DockerdError(f"no private dockerd recorded under {root}: {exc}") from exc
+    except (OSError, ValueError):
+        pid = 0
     return PrivateDockerd(root=root, pid=pid, bridge=bridge)
 
 
@@ -165,6 +195,20 @@ def session_fixture() -> Iterator[str]:
         pytest.skip(reason)
     with running() as daemon:
         yield daemon.host
+
+
+def reap_abandoned() -> None:
+    """Removes what test runs killed outright left behind (their daemon died with them, see
+    :func:`_die_with_parent`): dirs whose owning process is gone, and their bridges."""
+    for root in Path(TEMP_DIR).glob(f"{TEMP_PREFIX}*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # being set up, or started by a script: not ours to judge
+        if _alive(owner):
+            continue
+        with contextlib.suppress(DockerdError):
+            attach(root).stop()
 
 
 def _make_bridge() -> str:
@@ -281,7 +325,7 @@ def main(argv: list[str]) -> int:
             if reason:
                 print(f"docker unavailable: {reason}", file=sys.stderr)
                 return 1
-            daemon = start(root)
+            daemon = start(root, die_with_parent=False)
             daemon.build_images()
             print(f"DOCKER_HOST={daemon.host}")
         else:
