@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,42 @@ def alive(pid: int) -> bool:
 def cgroup_dirs_left(handle: TaskHandle) -> list[str]:
     cgroup = handle.state.get("cgroup") or {"paths": {}}
     return [p for p in cgroup["paths"].values() if Path(p).exists()]
+
+
+START_IN_ANOTHER_PROCESS = """
+import asyncio, json, sys
+from pathlib import Path
+from steppe.drivers._base import TaskSpec
+from steppe.drivers._exec import ExecDriver
+from steppe.drivers._raw_exec import RawExecDriver
+
+async def main() -> None:
+    raw = json.loads(sys.argv[1])
+    for key in ("alloc_dir", "task_dir", "stdout_path", "stderr_path"):
+        raw[key] = Path(raw[key])
+    driver = RawExecDriver(enabled=True) if raw.pop("driver") == "raw_exec" else ExecDriver()
+    handle = await driver.start(TaskSpec(**raw))
+    print(json.dumps([handle.driver, handle.task_id, handle.started_at, handle.state]))
+
+asyncio.run(main())
+"""
+
+
+def start_in_another_process(driver: str, spec: TaskSpec) -> TaskHandle:
+    """Starts a task from a short-lived process, as an agent that then exits would."""
+    raw: dict[str, Any] = {
+        "driver": driver,
+        **{f: getattr(spec, f) for f in ("alloc_id", "job_id", "group", "task_name")},
+        **{f: getattr(spec, f) for f in ("config", "env", "memory_mb", "cpu_mhz")},
+        **{f: str(getattr(spec, f)) for f in ("alloc_dir", "task_dir")},
+        **{f: str(getattr(spec, f)) for f in ("stdout_path", "stderr_path")},
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", START_IN_ANOTHER_PROCESS, json.dumps(raw)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    name, task_id, started_at, state = json.loads(done.stdout)
+    return TaskHandle(name, task_id, started_at, state)

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.drivers._tasks import TaskRig, alive, cgroup_dirs_left, descendants, through_json
+from tests.drivers._tasks import (
+    TaskRig,
+    alive,
+    cgroup_dirs_left,
+    descendants,
+    start_in_another_process,
+    through_json,
+)
 from tests.support.waiting import wait_until
 
 from steppe.drivers._cgroups import Cgroup
@@ -173,3 +180,13 @@ async def test_runs_as_the_task_user_inside_the_root(rig: TaskRig) -> None:
     spec = rig.sh("id -un; id -u", user="nobody")
     assert (await rig.driver.wait(await rig.start(spec))).successful, read(spec.stderr_path)
     assert read(spec.stdout_path).split()[0] == "nobody"
+
+
+async def test_task_outlives_the_process_that_started_it(rig: TaskRig) -> None:
+    spec = rig.sh("while [ ! -f /local/go ]; do sleep 0.05; done; exit 42")
+    handle = start_in_another_process("exec", spec)
+    rig.handles.append(handle)
+    assert alive(handle.state["task_pid"])
+    assert await rig.driver.recover(handle)
+    (spec.task_dir / "local" / "go").touch()
+    assert (await rig.driver.wait(handle)).exit_code == 42

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.drivers._tasks import TaskRig, alive, cgroup_dirs_left, descendants, through_json
+from tests.drivers._tasks import (
+    TaskRig,
+    alive,
+    cgroup_dirs_left,
+    descendants,
+    start_in_another_process,
+    through_json,
+)
 from tests.support.waiting import async_wait_until, wait_until
 
 from steppe.drivers._raw_exec import RawExecDriver
@@ -190,3 +197,13 @@ async def test_runs_as_the_task_user(rig: TaskRig) -> None:
     assert spec.stdout_path.read_text() == "nobody\n"
     with pytest.raises(DriverError, match="user: 'no-such-user' does not exist"):
         await rig.start(rig.sh("true", user="no-such-user"))
+
+
+async def test_task_outlives_the_process_that_started_it(rig: TaskRig) -> None:
+    spec = rig.sh("while [ ! -f go ]; do sleep 0.05; done; exit 42")
+    handle = start_in_another_process("raw_exec", spec)
+    rig.handles.append(handle)
+    assert alive(handle.state["task_pid"])
+    assert await rig.driver.recover(handle)
+    (spec.task_dir / "go").touch()
+    assert (await rig.driver.wait(handle)).exit_code == 42
