@@ -159,6 +159,7 @@ async def test_alloc_gone_from_servers_is_stopped(make_client: MakeClient) -> No
     del server.allocs[alloc.id]
     await server._bump()
     await until(lambda: not pid_alive(pid), "task stopped")
+    await until(lambda: alloc.id not in client.runners, "forgotten")
 
 
 class ListingDriver(Driver):

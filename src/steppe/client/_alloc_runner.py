@@ -157,6 +157,13 @@ class AllocRunner:
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"alloc-{self.id}")
 
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` once every task of the allocation has ended."""
+        if self._task is None or self._task.done():
+            callback()
+        else:
+            self._task.add_done_callback(lambda _task: callback())
+
     def update(self, alloc: Allocation) -> None:
         """Takes the servers' newest view; a desired stop or evict stops the tasks."""
         if alloc.job is None:

@@ -229,12 +229,15 @@ class Client:
             if alloc_id not in seen:
                 runner = self.runners[alloc_id]
                 runner.kill("allocation no longer exists on the servers")
-                if runner.done:
-                    del self.runners[alloc_id]
-                    self._persist.set()
+                runner.when_done(functools.partial(self._forget, runner))
         if not self._synced_once:
             self._synced_once = True
             await self._remove_orphans()
+
+    def _forget(self, runner: AllocRunner) -> None:
+        if self.runners.get(runner.id) is runner and not self._stopping:
+            del self.runners[runner.id]
+            self._persist.set()
 
     async def _remove_orphans(self) -> None:
         """Removes tasks drivers still run for allocations this node no longer has."""
