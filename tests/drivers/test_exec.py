@@ -174,6 +174,8 @@ async def test_command_missing_inside_the_root_fails_start(rig: TaskRig) -> None
     with pytest.raises(DriverError, match="'no-such-program' not found in the task's PATH"):
         await rig.start(spec)
     assert mounts_under(spec.task_dir) == []
+    assert sorted(os.listdir(spec.task_dir)) == ["local", "secrets"]
+    assert not os.path.exists(spec.alloc_dir / ".executor")  # noqa: ASYNC240
 
 
 async def test_runs_as_the_task_user_inside_the_root(rig: TaskRig) -> None:

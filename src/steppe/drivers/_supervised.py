@@ -115,14 +115,12 @@ class SupervisedDriver(Driver):
 
     async def start(self, spec: TaskSpec) -> TaskHandle:
         problems = self.validate_config(spec.config)
-        if spec.user:
-            problems += _user_problems(spec.user)
+        problems += _user_problems(spec.user) if spec.user else []
         if problems:
             raise DriverError(f"{self.name}: task {spec.task_name}: {'; '.join(problems)}")
         suffix = secrets.token_hex(3)
         name = f"{_safe(spec.alloc_id)}-{_safe(spec.task_name)}-{suffix}"
         state_dir = spec.alloc_dir / ".executor" / f"{_safe(spec.task_name)}-{suffix}"
-        state_dir.mkdir(parents=True, exist_ok=True)
         spec.task_dir.mkdir(parents=True, exist_ok=True)
         cgroup = self._cgroup(spec, name)
         isolation = self._isolation(spec)
@@ -138,27 +136,20 @@ class SupervisedDriver(Driver):
             cgroup=cgroup.to_state() if cgroup else None,
             isolation=isolation,
         )
-        spec_path = state_dir / "spec.json"
-        spec_path.write_text(executor_spec.to_json())
         try:
-            hello = await self._launch(spec_path, state_dir / "executor.log")
+            state_dir.mkdir(parents=True, exist_ok=True)
+            (state_dir / "spec.json").write_text(executor_spec.to_json())
+            hello = await self._launch(state_dir / "spec.json", state_dir / "executor.log")
+            if "error" in hello:
+                raise DriverError(f"{self.name}: task {spec.task_name}: {hello['error']}")
         except BaseException:
-            if cgroup is not None:
-                await asyncio.to_thread(cgroup.kill_all)
-                cgroup.remove()
+            await asyncio.to_thread(_undo_start, cgroup, isolation, state_dir)
             raise
-        if "error" in hello:
-            if cgroup is not None:
-                cgroup.remove()
-            raise DriverError(f"{self.name}: task {spec.task_name}: {hello['error']}")
         state = {
             "alloc_id": spec.alloc_id,
             "task_name": spec.task_name,
-            "executor_pid": int(hello["executor_pid"]),
-            "executor_start": hello.get("executor_start"),
-            "task_pid": int(hello["task_pid"]),
-            "task_start": hello.get("task_start"),
-            "pgid": int(hello["pgid"]),
+            **{k: hello.get(k) for k in ("executor_pid", "executor_start", "task_start")},
+            **{k: int(hello[k]) for k in ("task_pid", "pgid")},
             "state_dir": str(state_dir),
             "status_path": executor_spec.status_path,
             "cgroup": executor_spec.cgroup,
@@ -346,3 +337,16 @@ def _handshake(spec_path: Path, log_path: Path) -> dict[str, Any]:
         return {"error": f"the task's supervisor died during start-up (see {log_path})"}
     hello: dict[str, Any] = json.loads(line)
     return hello
+
+
+def _undo_start(cgroup: Cgroup | None, isolation: Isolation | None, state_dir: Path) -> None:
+    if cgroup is not None:
+        _remove_cgroup(cgroup)
+    if isolation is not None:
+        from steppe.drivers._taskfs import remove_mountpoints, unmount_under
+
+        unmount_under(Path(isolation.root))
+        remove_mountpoints(Path(isolation.root), isolation.ro_dirs)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        state_dir.parent.rmdir()
