@@ -121,16 +121,17 @@ class FakeServer:
 
     async def update_allocs(self, allocs: list[Allocation]) -> None:
         self._check()
+        unknown = [u.id for u in allocs if u.id not in self.allocs]
+        if unknown:
+            raise NotFoundError(f"allocations not found: {', '.join(unknown)}")
         for update in allocs:
             self.updates.append(update)
-            current = self.allocs.get(update.id)
-            if current is not None:
-                self.allocs[update.id] = msgspec.structs.replace(
-                    current,
-                    client_status=update.client_status,
-                    client_description=update.client_description,
-                    task_states=update.task_states,
-                )
+            self.allocs[update.id] = msgspec.structs.replace(
+                self.allocs[update.id],
+                client_status=update.client_status,
+                client_description=update.client_description,
+                task_states=update.task_states,
+            )
 
     async def place(self, alloc: Allocation) -> None:
         self.allocs[alloc.id] = alloc

@@ -160,6 +160,9 @@ async def test_alloc_gone_from_servers_is_stopped(make_client: MakeClient) -> No
     await server._bump()
     await until(lambda: not pid_alive(pid), "task stopped")
     await until(lambda: alloc.id not in client.runners, "forgotten")
+    other = make_alloc(make_job(sh_task("web", "exit 0"), job_type="batch"))
+    await server.place(other)
+    await until(lambda: server.status(other.id) == "complete", "updates still flow")
 
 
 class ListingDriver(Driver):

@@ -275,9 +275,22 @@ class Client:
             return
         try:
             await self.server.update_allocs(updates)
+        except NotFoundError:
+            await self._push_one_by_one(updates)
         except BaseException:
             self._dirty |= ids
             raise
+
+    async def _push_one_by_one(self, updates: list[Allocation]) -> None:
+        """A batch naming an allocation the servers forgot must not block the others."""
+        for i, update in enumerate(updates):
+            try:
+                await self.server.update_allocs([update])
+            except NotFoundError as exc:
+                log.info("servers no longer know allocation %s: %s", update.id, exc)
+            except BaseException:
+                self._dirty |= {u.id for u in updates[i:]}
+                raise
 
     async def _persist_loop(self) -> None:
         while True:
