@@ -183,3 +183,24 @@ async def test_raw_exec_tracks_its_tree_in_a_v2_cgroup(v2_rig: TaskRig) -> None:
     wait_until(lambda: not any(alive(p) for p in {task_pid, *tree}), what="tree gone")
     await v2_rig.driver.destroy(handle)
     assert cgroup_dirs_left(handle) == []
+
+
+def test_v2_enables_controllers_from_the_root_and_writes_limits(tmp_path: Path) -> None:
+    """On a fake hierarchy (plain files): what a v2 host would be told, in order."""
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (root / "cgroup.subtree_control").write_text("cpu\n")
+    cgroup = Cgroup(2, {"unified": str(root / "steppe" / "t")})
+    cgroup.create()
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +pids"
+    cgroup.set_memory(32)
+    cgroup.set_cpu(shares=100, quota_us=5000, period_us=100_000)
+    task = root / "steppe" / "t"
+    assert (task / "memory.max").read_text() == str(32 << 20)
+    assert (task / "cpu.max").read_text() == "5000 100000"
+    assert (task / "cpu.weight").read_text() == str(weight_from_shares(100))
+    (task / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
+    (task / "cpu.stat").write_text("usage_usec 1500\nnr_periods 4\nnr_throttled 2\n")
+    assert (cgroup.oom_kills(), cgroup.cpu_usage_ns()) == (1, 1_500_000)
+    assert cgroup.cpu_stat()["nr_throttled"] == 2

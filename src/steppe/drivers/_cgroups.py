@@ -206,13 +206,18 @@ class Cgroup:
 
     @staticmethod
     def _enable_v2_controllers(directory: Path) -> None:
-        """Controllers must be switched on in every ancestor's subtree_control."""
+        """Controllers must be switched on in the subtree_control of every ancestor, from
+        the hierarchy's root down, creating the ``steppe`` parent on the way."""
         wanted = ("memory", "cpu", "pids")
-        chain = [p for p in reversed(directory.parents) if (p / "cgroup.controllers").exists()]
-        for ancestor in chain:
+        ancestors = list(reversed(directory.parents))
+        roots = [i for i, p in enumerate(ancestors) if (p / "cgroup.controllers").exists()]
+        for ancestor in ancestors[roots[0] :] if roots else []:
             ancestor.mkdir(exist_ok=True)
-            available = (ancestor / "cgroup.controllers").read_text().split()
-            enabled = (ancestor / "cgroup.subtree_control").read_text().split()
+            try:
+                available = (ancestor / "cgroup.controllers").read_text().split()
+                enabled = (ancestor / "cgroup.subtree_control").read_text().split()
+            except OSError:
+                continue
             missing = [c for c in wanted if c in available and c not in enabled]
             if missing:
                 _write(ancestor / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
