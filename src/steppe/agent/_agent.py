@@ -1,8 +1,9 @@
 """One agent process, its roles switched on by config.
 
-Start order matters only where one role serves another: the catalog listens before
-the client registers services into it, and the scheduler server leads before the
-in-process client registers its node.
+Order matters where one role serves another: the catalog listens before anything
+registers services into it; the scheduler's HTTP API listens before its store is
+formed (other servers find it there); the in-process client starts once the server
+it talks to has a store.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from aiohttp import web
 from steppe import __version__
 from steppe.agent._client_role import ClientRole
 from steppe.agent._http import serve
-from steppe.agent._scheduler_role import SchedulerRole, server_info
+from steppe.agent._scheduler_role import SchedulerRole, advertise_ip
 from steppe.backend import Backend, MemoryBackend
+from steppe.client import ServerAPI
 from steppe.config import AgentConfig
 from steppe.errors import SteppeError
+from steppe.structs import to_builtins
 
 log = logging.getLogger(__name__)
 
@@ -29,47 +32,49 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.started_at = time.time()
-        self.backend: Backend | None = None
+        self.shared_backend: Backend | None = MemoryBackend() if config.dev_mode else None
         self.scheduler: SchedulerRole | None = None
         self.client: ClientRole | None = None
         self.catalog: Any = None
         self._runners: list[web.AppRunner] = []
+        self._joins: set[str] = set(config.server.join_addresses())
 
     @property
     def advertise_ip(self) -> str:
-        return server_info(self.config).rpc_addr.rpartition(":")[0]
+        return advertise_ip(self.config)
 
     async def start(self) -> None:
         try:
             await self._start()
         except BaseException:
-            await self.stop()
+            await self.stop(leave_running=True)
             raise
 
     async def _start(self) -> None:
         config = self.config
-        if not config.dev_mode:
-            raise SteppeError(
-                "only -dev agents are supported by this build; a server needs an etcd backend"
-            )
-        self.backend = MemoryBackend()
+        if not config.dev_mode and config.server.enabled and not config.data_dir:
+            raise SteppeError("a server needs data_dir (or -data-dir) to keep its state")
         if (config.catalog_server or config.dev_mode) and _catalog_available():
             from steppe.agent._catalog_role import CatalogRole
 
-            self.catalog = CatalogRole(config, self.backend, self.advertise_ip)
+            self.catalog = CatalogRole(config, self.shared_backend, self.advertise_ip)
             await self.catalog.start()
             self._runners.append(await serve(self.catalog.app(self), *config.catalog_http_bind()))
             await self.catalog.start_dns()
+        server_api: ServerAPI | None = None
         if config.server.enabled:
-            self.scheduler = SchedulerRole(config, self.backend)
-            await self.scheduler.start()
-            await self.scheduler.server.start_leading()
-        if self.scheduler is not None:
-            app = self.scheduler.app(self.agent_self, self._alloc_dir, self._members, self._peers)
-            self._runners.append(await serve(app, *config.http_bind()))
-        if config.client.enabled and self.scheduler is not None:
-            self.client = ClientRole(config, self.scheduler.server, self.advertise_ip)
-            host, port = config.http_bind()
+            self.scheduler = SchedulerRole(
+                config, join_addresses=lambda: self._joins, shared_backend=self.shared_backend
+            )
+            self._runners.append(await serve(self.scheduler.app(), *config.http_bind()))
+            server_api = await self.scheduler.start(
+                {"agent_self": self.agent_self, "alloc_dir": self._alloc_dir}
+            )
+        if config.client.enabled:
+            if server_api is None:
+                raise SteppeError("a client-only agent needs client { servers = [...] }")
+            self.client = ClientRole(config, server_api, self.advertise_ip)
+            _, port = config.http_bind()
             await self.client.start(f"{self.advertise_ip}:{port}")
         log.info("agent started (%s)", ", ".join(self.roles()))
 
@@ -82,11 +87,11 @@ class Agent:
             await runner.cleanup()
         self._runners = []
         if self.scheduler is not None:
-            await self.scheduler.stop()
+            await self.scheduler.stop(leave=self.config.leave_on_terminate)
         if self.catalog is not None:
             await self.catalog.stop()
-        if self.backend is not None:
-            await self.backend.close()
+        if self.shared_backend is not None:
+            await self.shared_backend.close()
 
     def roles(self) -> list[str]:
         roles = []
@@ -100,33 +105,28 @@ class Agent:
 
     # what the HTTP APIs report about this agent ----------------------------------------
     def agent_self(self) -> dict[str, Any]:
-        from steppe.structs import to_builtins
-
         stats: dict[str, Any] = {"agent": {"uptime": f"{time.time() - self.started_at:.0f}s"}}
+        member: dict[str, Any] = {}
         if self.client is not None and self.client.client is not None:
             stats["client"] = {
                 "node_id": self.client.client.node_id,
-                "known_servers": self.scheduler.server.info.rpc_addr if self.scheduler else "",
                 "num_allocations": str(len(self.client.client.runners)),
             }
-        if self.scheduler is not None:
+        if self.scheduler is not None and self.scheduler.server is not None:
+            server = self.scheduler.server
             stats["nomad"] = {
-                "leader": str(self.scheduler.server.is_leader).lower(),
+                "leader": str(server.is_leader).lower(),
                 "server": "true",
-                "leader_addr": self.scheduler.server.leader_addr or "",
+                "leader_addr": server.leader_addr or "",
             }
+            mine = [m for m in self.scheduler.members() if m["Name"] == server.info.name]
+            member = mine[0] if mine else {}
         return {
             "config": to_builtins(self.config),
-            "member": self._members()[0] if self._members() else {},
+            "member": member,
             "stats": stats,
             "version": __version__,
         }
-
-    def _members(self) -> list[dict[str, Any]]:
-        return [self.scheduler.member()] if self.scheduler else []
-
-    def _peers(self) -> list[str]:
-        return [self.scheduler.server.info.rpc_addr] if self.scheduler else []
 
     def _alloc_dir(self, alloc_id: str) -> Any:
         return self.client.alloc_dir(alloc_id) if self.client else None
@@ -145,8 +145,14 @@ async def run_until_signalled(agent: Agent) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await agent.start()
-    print(f"==> Steppe agent started ({', '.join(agent.roles())})", flush=True)
-    await stop.wait()
+    starting = asyncio.ensure_future(agent.start())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        starting.result()
+        print(f"==> Steppe agent started ({', '.join(agent.roles())})", flush=True)
+        await stopped
+    else:
+        starting.cancel()
     print("==> Caught signal, shutting down", flush=True)
     await agent.stop()

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from steppe.client import Client, ConsulAgentRegistrar, ServerAPI, fingerprint
-from steppe.client._allocdir import alloc_root
 from steppe.config import AgentConfig
 from steppe.drivers import Driver
 from steppe.drivers._docker import DockerDriver
@@ -35,7 +34,7 @@ def client_data_dir(config: AgentConfig) -> tuple[Path, bool]:
     """The client's directory, and whether it is a throwaway one (``-dev`` without a
     ``data_dir``) to remove at shutdown."""
     if config.data_dir:
-        return Path(config.data_dir) / "client", False
+        return Path(config.data_dir), False
     return Path(tempfile.mkdtemp(prefix="steppe-client-")), True
 
 
@@ -47,6 +46,7 @@ class ClientRole:
         self.data_dir, self._throwaway = client_data_dir(config)
         self.drivers = build_drivers(config)
         self.client: Client | None = None
+        self.registrar: ConsulAgentRegistrar | None = None
 
     async def start(self, http_addr: str) -> None:
         cfg = self.config.client
@@ -65,8 +65,10 @@ class ClientRole:
             max_dynamic_port=cfg.max_dynamic_port,
             now_ns=time.time_ns(),
         )
-        registrar = ConsulAgentRegistrar(f"http://{self.config.consul.address}")
-        self.client = Client(self.server, self.drivers, self.data_dir, node, services=registrar)
+        self.registrar = ConsulAgentRegistrar(f"http://{self.config.consul.address}")
+        self.client = Client(
+            self.server, self.drivers, self.data_dir, node, services=self.registrar
+        )
         await self.client.start()
         log.info(
             "client started: node %s (%s) with drivers %s", node.name, node.id, sorted(self.drivers)
@@ -75,9 +77,14 @@ class ClientRole:
     async def stop(self, leave_running: bool) -> None:
         if self.client is not None:
             await self.client.stop(leave_running=leave_running)
+        if self.registrar is not None:
+            await self.registrar.aclose()
+        for driver in self.drivers.values():
+            if isinstance(driver, DockerDriver):
+                await driver.aclose()
         if self._throwaway and not leave_running:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def alloc_dir(self, alloc_id: str) -> Path | None:
-        path = alloc_root(self.data_dir, alloc_id)
-        return path if path.is_dir() else None
+        path = self.data_dir / "alloc" / alloc_id
+        return path if "/" not in alloc_id and path.is_dir() else None

@@ -37,6 +37,10 @@ class Ports(_Base, frozen=True):
     server: int = 8300
     serf_lan: int = 8301
     serf_wan: int = 8302
+    etcd_client: int = 4649
+    etcd_peer: int = 4650
+    catalog_etcd_client: int = 8303
+    catalog_etcd_peer: int = 8304
 
 
 class Addresses(_Base, frozen=True):

@@ -59,7 +59,20 @@ DNS: dict[str, Spec] = {
     "enable_truncate": "bool",
     "only_passing": "bool",
 }
-_PORT_NAMES = ("http", "rpc", "serf", "catalog_http", "dns", "server", "serf_lan", "serf_wan")
+_PORT_NAMES = (
+    "http",
+    "rpc",
+    "serf",
+    "catalog_http",
+    "dns",
+    "server",
+    "serf_lan",
+    "serf_wan",
+    "etcd_client",
+    "etcd_peer",
+    "catalog_etcd_client",
+    "catalog_etcd_peer",
+)
 TOP: dict[str, Spec] = {
     "datacenter": "str",
     "region": "str",

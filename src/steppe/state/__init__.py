@@ -19,6 +19,7 @@ from steppe.state._tables import (
     NODE_USAGE,
     NODES,
     SCHEDULER_TABLES,
+    SERVERS,
     TableSpec,
 )
 from steppe.state._writes import Keys
@@ -31,6 +32,7 @@ __all__ = [
     "NODES",
     "NODE_USAGE",
     "SCHEDULER_TABLES",
+    "SERVERS",
     "Keys",
     "StateSnapshot",
     "StateStore",

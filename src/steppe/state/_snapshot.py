@@ -14,7 +14,7 @@ import immutables
 import msgspec
 
 from steppe.state._tables import job_key, job_version_key
-from steppe.structs import Allocation, Evaluation, Job, Node
+from steppe.structs import Allocation, Evaluation, Job, Node, ServerMember
 
 Rows = immutables.Map[str, Any]
 Index = immutables.Map[Hashable, immutables.Map[str, bool]]
@@ -123,6 +123,9 @@ class StateSnapshot:
 
     def evals_by_job(self, namespace: str, job_id: str) -> list[Evaluation]:
         return self.by_index("evals", "job", (namespace, job_id))
+
+    def servers(self) -> list[ServerMember]:
+        return sorted(self.rows("servers"), key=lambda s: s.name)
 
     def node_usage_revision(self, node_id: str) -> int:
         return self.revision_of("node_usage", node_id)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from steppe.structs import Allocation, Evaluation, Job, Node
+from steppe.structs import Allocation, Evaluation, Job, Node, ServerMember
 
 IndexFn = Callable[[Any], Hashable | None]
 
@@ -65,4 +65,7 @@ NODE_USAGE = TableSpec("node_usage", "node_usage/", int, stamp_indexes=False)
 """One key per node, rewritten by every plan that touches the node, so the plan applier
 can compare on its revision and two appliers can never both fill the same room."""
 
-SCHEDULER_TABLES = (JOBS, JOB_VERSIONS, NODES, ALLOCS, EVALS, NODE_USAGE)
+SERVERS = TableSpec("servers", "servers/", ServerMember)
+"""Live scheduler servers, each row under its server's lease."""
+
+SCHEDULER_TABLES = (JOBS, JOB_VERSIONS, NODES, ALLOCS, EVALS, NODE_USAGE, SERVERS)

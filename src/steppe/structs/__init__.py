@@ -112,6 +112,7 @@ from steppe.structs._node import (
     Node,
     NodeResources,
 )
+from steppe.structs._server import ServerMember
 
 __all__ = [
     "CLIENT_COMPLETE",
@@ -185,6 +186,7 @@ __all__ = [
     "RescheduleTracker",
     "Resources",
     "RestartPolicy",
+    "ServerMember",
     "Service",
     "ServiceCheck",
     "ServiceCheckRef",

@@ -1,5 +1,5 @@
 """The Nomad-compatible HTTP API."""
 
-from steppe.api.nomad._app import NomadAPI, build_nomad_app
+from steppe.api.nomad._app import NomadAPI, NomadAPIHolder, build_nomad_app
 
-__all__ = ["NomadAPI", "build_nomad_app"]
+__all__ = ["NomadAPI", "NomadAPIHolder", "build_nomad_app"]

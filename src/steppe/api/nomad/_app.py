@@ -6,7 +6,7 @@ Paths, JSON names, blocking-query headers and status codes follow Nomad's API, s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,20 @@ from steppe.api._http import (
 )
 from steppe.api.nomad import _views as views
 from steppe.api.nomad._logs import stream_logs
-from steppe.errors import NotFoundError, ValidationError
+from steppe.errors import BackendError, NotFoundError, ValidationError
 from steppe.server import Server
 from steppe.state import StateSnapshot
 from steppe.structs import Allocation, Job, to_builtins
 
-CONTEXT: web.AppKey[NomadAPI] = web.AppKey("nomad_api")
+CONTEXT: web.AppKey[NomadAPIHolder] = web.AppKey("nomad_api")
+
+
+@dataclass
+class NomadAPIHolder:
+    """The API's context, set once the server's store is ready: a server that is still
+    forming its cluster already answers peering requests, and everything else with 503."""
+
+    api: NomadAPI | None = None
 
 
 @dataclass
@@ -43,6 +51,8 @@ class NomadAPI:
     alloc_dir: Callable[[str], Any] | None = None
     """Returns the local directory of an allocation this agent's client runs, or None."""
     regions: list[str] = field(default_factory=list)
+    join: Callable[[list[str]], Awaitable[int]] | None = None
+    raft_configuration: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
 
     def leader_headers(self, index: int) -> dict[str, str]:
         return {
@@ -66,7 +76,10 @@ class NomadAPI:
 
 
 def _api(request: web.Request) -> NomadAPI:
-    return request.app[CONTEXT]
+    api = request.app[CONTEXT].api
+    if api is None:
+        raise BackendError("No cluster leader: the servers have not formed their store yet")
+    return api
 
 
 def _namespace(request: web.Request) -> str:
@@ -314,11 +327,40 @@ async def alloc_logs(request: web.Request) -> web.StreamResponse:
     return await stream_logs(request, alloc_dir, alloc)
 
 
-def build_nomad_app(api: NomadAPI) -> web.Application:
+async def agent_join(request: web.Request) -> web.Response:
+    api = _api(request)
+    addresses = request.query.getall("address", [])
+    if not addresses:
+        raise ValidationError("address: at least one server address to join is required")
+    if api.join is None:
+        raise ValidationError("this agent runs no server that could join others")
+    joined = await api.join(list(addresses))
+    return json_response({"num_joined": joined, "error": ""})
+
+
+async def raft_configuration(request: web.Request) -> web.Response:
+    api = _api(request)
+    if api.raft_configuration is None:
+        servers = [
+            {
+                "ID": api.server.info.name,
+                "Node": api.server.info.name,
+                "Address": api.server.info.rpc_addr,
+                "Leader": api.server.is_leader,
+                "Voter": True,
+                "RaftProtocol": "3",
+            }
+        ]
+    else:
+        servers = await api.raft_configuration()
+    return json_response({"Index": api.server.store.revision, "Servers": servers})
+
+
+def build_nomad_app(holder: NomadAPIHolder) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware], handler_args={"handler_cancellation": True}
     )
-    app[CONTEXT] = api
+    app[CONTEXT] = holder
     r = app.router
     r.add_get("/v1/jobs", list_jobs)
     r.add_put("/v1/jobs", register_job)
@@ -349,5 +391,8 @@ def build_nomad_app(api: NomadAPI) -> web.Application:
     r.add_get("/v1/agent/self", agent_self)
     r.add_get("/v1/agent/members", agent_members)
     r.add_get("/v1/regions", regions)
+    r.add_put("/v1/agent/join", agent_join)
+    r.add_post("/v1/agent/join", agent_join)
+    r.add_get("/v1/operator/raft/configuration", raft_configuration)
     r.add_get("/v1/client/fs/logs/{alloc_id}", alloc_logs)
     return app

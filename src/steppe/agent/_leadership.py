@@ -1,0 +1,99 @@
+"""Leadership of a region's scheduler servers, decided by an election in the shared
+store, and the servers' membership rows.
+
+A server campaigns for as long as it runs: while it holds leadership it runs the
+leader's loops; when its lease lapses (it stalled, or lost the store) it steps down at
+once and campaigns again. Every server also follows who leads, so that requests only
+the leader may serve can be sent there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from steppe.backend import Backend, Election, Put, keep_alive
+from steppe.errors import BackendError
+from steppe.server import Server
+from steppe.state import Keys
+from steppe.structs import ServerMember, to_msgpack
+
+log = logging.getLogger(__name__)
+LEADER_TTL = 2.0
+MEMBER_TTL = 3.0
+
+
+def _leader_value(server: Server) -> str:
+    info = server.info
+    return json.dumps({"name": info.name, "rpc": info.rpc_addr, "http": info.http_addr})
+
+
+class Leadership:
+    def __init__(self, server: Server, backend: Backend, member: ServerMember) -> None:
+        self.server = server
+        self.backend = backend
+        self.member = member
+        self.leader_http: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._campaign_forever()),
+            loop.create_task(self._follow_leader()),
+            loop.create_task(self._stay_registered()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.server.stop_leading()
+
+    def _election(self) -> Election:
+        return Election(self.backend, f"region-{self.server.info.region}", ttl=LEADER_TTL)
+
+    async def _campaign_forever(self) -> None:
+        while True:
+            election = self._election()
+            try:
+                await election.campaign(_leader_value(self.server))
+                await self.server.start_leading()
+                await election.wait_lost()
+                log.warning("%s: leadership lost", self.server.info.name)
+            except BackendError as exc:
+                log.warning("%s: campaign failed: %s", self.server.info.name, exc)
+                await asyncio.sleep(0.5)
+            finally:
+                await self.server.stop_leading(None)
+                await election.resign()
+
+    async def _follow_leader(self) -> None:
+        while True:
+            try:
+                async for value in self._election().observe():
+                    leader = json.loads(value) if value else None
+                    rpc = leader["rpc"] if leader else None
+                    self.leader_http = leader["http"] if leader else None
+                    if not self.server.is_leader:
+                        self.server.leader_addr = rpc
+            except BackendError as exc:
+                log.info("following the leader: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+
+    async def _stay_registered(self) -> None:
+        """Keeps this server's row in the servers table under a lease."""
+        key = Keys(self.server.store.root).root + "servers/" + self.member.name
+        while True:
+            try:
+                lease = await self.backend.lease_grant(MEMBER_TTL)
+                await self.backend.txn([], [Put(key, to_msgpack(self.member), lease)])
+                await keep_alive(self.backend, lease, MEMBER_TTL)
+            except BackendError as exc:
+                log.info("server registration: %s; retrying", exc)
+            await asyncio.sleep(0.5)

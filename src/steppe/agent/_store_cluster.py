@@ -1,0 +1,225 @@
+"""A server's membership in the etcd cluster that holds its region's (or datacenter's)
+state: forming it once ``bootstrap_expect`` servers know each other, joining it later,
+restarting on existing data, and leaving it.
+
+Servers find each other over their HTTP APIs (``/v1/internal/store/...``), given
+addresses from ``server join``, ``retry_join`` or the catalog's auto-join. Formation is
+deterministic without a coordinator: once a server sees ``bootstrap_expect`` servers
+and none has a cluster yet, the ``bootstrap_expect`` lowest names form it, each
+starting its member with the same initial cluster; anyone else asks a formed server
+to add it as a member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from steppe.backend import EtcdBackend
+from steppe.errors import BackendError, SteppeError
+from steppe.etcdmember import EtcdCluster, EtcdMember, initial_cluster
+
+log = logging.getLogger(__name__)
+PEERING_POLL = 0.5
+
+
+class PeerInfo(msgspec.Struct, frozen=True):
+    name: str
+    http: str
+    peer_url: str
+    client_url: str
+    formed: bool = False
+    client_urls: tuple[str, ...] = ()
+
+
+def _fetch(url: str, body: dict[str, Any] | None = None, timeout: float = 3.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(req, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class StoreCluster:
+    def __init__(
+        self,
+        *,
+        scope: str,
+        name: str,
+        base_dir: Path,
+        advertise_ip: str,
+        http_addr: str,
+        client_port: int,
+        peer_port: int,
+        bootstrap_expect: int,
+        join_addresses: Callable[[], Iterable[str]],
+    ) -> None:
+        self.scope = scope
+        self.name = name
+        self.http_addr = http_addr
+        self.bootstrap_expect = max(1, bootstrap_expect)
+        self._join_addresses = join_addresses
+        self._extra_joins: set[str] = set()
+        self.peer_url = f"http://{advertise_ip}:{peer_port}"
+        self.client_url = f"http://{advertise_ip}:{client_port}"
+        self.base_dir = base_dir
+        self.member: EtcdMember | None = None
+        self.backend: EtcdBackend | None = None
+        self.known: dict[str, PeerInfo] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+
+    # what peers ask us -----------------------------------------------------------------
+    def info(self) -> PeerInfo:
+        formed = self.member is not None and self.member.running
+        return PeerInfo(
+            self.name,
+            self.http_addr,
+            self.peer_url,
+            self.client_url,
+            formed,
+            tuple(self._client_urls()) if formed else (),
+        )
+
+    def _client_urls(self) -> list[str]:
+        urls = [self.client_url]
+        urls += [p.client_url for p in self.known.values() if p.formed]
+        return list(dict.fromkeys(urls))
+
+    async def add_peer(self, name: str, peer_url: str) -> dict[str, str]:
+        """A server asks to join our formed cluster: add it as a member and tell it the
+        initial cluster to start with."""
+        if self.backend is None:
+            raise SteppeError("this server's store is not formed yet")
+        async with EtcdCluster(self._client_urls(), timeout=10) as cluster:
+            members = await cluster.members()
+            existing = next((m for m in members if peer_url in m.peer_urls), None)
+            if existing is None:
+                members = await cluster.add_member(peer_url)
+        return initial_cluster(members, name, peer_url)
+
+    def join(self, addresses: Iterable[str]) -> None:
+        self._extra_joins.update(addresses)
+
+    # forming, joining, restarting ------------------------------------------------------
+    async def start(self) -> EtcdBackend:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        member = self._member({self.name: self.peer_url}, "new")
+        if member.has_data:
+            log.info("%s store: restarting etcd member %s on its data", self.scope, self.name)
+        else:
+            initial, state = await self._discover()
+            member = self._member(initial, state)
+        self.member = member
+        await member.start()
+        self._supervisor = asyncio.get_running_loop().create_task(member.supervise())
+        self.backend = EtcdBackend([self.client_url.removeprefix("http://")])
+        return self.backend
+
+    def _member(self, initial: dict[str, str], state: str) -> EtcdMember:
+        return EtcdMember(
+            self.name,
+            self.base_dir,
+            client_url=self.client_url,
+            peer_url=self.peer_url,
+            initial_cluster=initial,
+            cluster_state="existing" if state == "existing" else "new",
+            cluster_token=f"steppe-{self.scope}",
+        )
+
+    async def _discover(self) -> tuple[dict[str, str], str]:
+        """Waits until we can form or join; returns (initial cluster, new|existing)."""
+        announced = False
+        while True:
+            await self._poll_peers()
+            formed = [p for p in self.known.values() if p.formed]
+            for peer in formed:
+                try:
+                    answer = await asyncio.to_thread(
+                        _fetch,
+                        f"http://{peer.http}/v1/internal/store/{self.scope}/join",
+                        {"Name": self.name, "PeerURL": self.peer_url},
+                        30.0,
+                    )
+                    log.info("%s store: joining through %s", self.scope, peer.name)
+                    return dict(answer["InitialCluster"]), "existing"
+                except (OSError, ValueError, KeyError) as exc:
+                    log.info("%s store: %s could not add us yet: %s", self.scope, peer.name, exc)
+            everyone = {self.name: self.peer_url} | {n: p.peer_url for n, p in self.known.items()}
+            if len(everyone) >= self.bootstrap_expect:
+                founders = sorted(everyone)[: self.bootstrap_expect]
+                if self.name in founders:
+                    log.info("%s store: forming with %s", self.scope, ", ".join(founders))
+                    return {n: everyone[n] for n in founders}, "new"
+            elif not announced:
+                log.info(
+                    "%s store: waiting for %d servers (know %d)",
+                    self.scope,
+                    self.bootstrap_expect,
+                    len(everyone),
+                )
+                announced = True
+            await asyncio.sleep(PEERING_POLL)
+
+    async def _poll_peers(self) -> None:
+        addresses = set(self._join_addresses()) | self._extra_joins
+        addresses.discard(self.http_addr)
+        for address in sorted(addresses):
+            url = f"http://{address}/v1/internal/store/{self.scope}/peer"
+            try:
+                peer = msgspec.convert(await asyncio.to_thread(_fetch, url), PeerInfo)
+            except (OSError, ValueError, msgspec.ValidationError, urllib.error.URLError):
+                continue
+            if peer.name != self.name:
+                self.known[peer.name] = peer
+
+    # leaving -----------------------------------------------------------------------------
+    async def leave(self) -> None:
+        """Removes this server from the cluster (``leave_on_terminate``, SIGINT)."""
+        if self.member is None or not self.member.running:
+            return
+        with contextlib.suppress(BackendError, SteppeError, OSError):
+            async with EtcdCluster(self._client_urls(), timeout=5) as cluster:
+                members = await cluster.members()
+                if len(members) > 1:
+                    await cluster.remove_member_named(self.name)
+                    log.info("%s store: left the cluster", self.scope)
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._supervisor
+        if self.backend is not None:
+            await self.backend.close()
+        if self.member is not None:
+            await self.member.stop()
+
+    async def members(self) -> list[dict[str, Any]]:
+        """The store's members, for ``operator raft list-peers``."""
+        from steppe.etcdmember import find_leader
+
+        async with EtcdCluster(self._client_urls(), timeout=5) as cluster:
+            members = await cluster.members()
+        endpoints = {
+            m.name: m.client_urls[0].removeprefix("http://") for m in members if m.client_urls
+        }
+        leader = await find_leader(endpoints)
+        return [
+            {
+                "ID": f"{m.id:x}",
+                "Node": m.name or "(starting)",
+                "Address": m.peer_urls[0] if m.peer_urls else "",
+                "Leader": m.name == leader,
+                "Voter": not m.is_learner,
+                "RaftProtocol": "3",
+            }
+            for m in members
+        ]
