@@ -1,0 +1,78 @@
+"""What a scheduler server answers over RPC: the one allow-list of methods, with the
+types both ends decode with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from steppe.rpc._method import Method, method_table
+from steppe.server import Server
+from steppe.structs import Allocation, Node
+
+MAX_BLOCK = 300.0
+"""Longest a blocking query may hold a server-side waiter, whatever a client asks."""
+
+PING = Method("ping", tuple[()], str)
+STATUS_LEADER = Method("status_leader", tuple[()], str)
+PEERS = Method("peers", tuple[()], list[str])
+REGISTER_NODE = Method("register_node", tuple[Node], float)
+HEARTBEAT = Method("heartbeat", tuple[str], float)
+NODE_ALLOCATIONS = Method("node_allocations", tuple[str, int, float], tuple[list[Allocation], int])
+UPDATE_ALLOCS = Method("update_allocs", tuple[list[Allocation]], type(None))
+DEREGISTER_NODE = Method("deregister_node", tuple[str], type(None))
+
+SERVER_METHODS: Mapping[str, Method[Any]] = method_table(
+    PING,
+    STATUS_LEADER,
+    PEERS,
+    REGISTER_NODE,
+    HEARTBEAT,
+    NODE_ALLOCATIONS,
+    UPDATE_ALLOCS,
+    DEREGISTER_NODE,
+)
+
+
+class ServerEndpoint:
+    """Adapts a :class:`~steppe.server.Server` for :class:`~steppe.rpc.RPCServer`.
+
+    ``peers`` reports the region's servers' RPC addresses (the agent knows them from
+    its etcd membership); without it a server knows only itself.
+    """
+
+    rpc_methods: Mapping[str, Method[Any]] = SERVER_METHODS
+
+    def __init__(self, server: Server, *, peers: Callable[[], list[str]] | None = None) -> None:
+        self.server = server
+        self._peers = peers
+
+    async def ping(self) -> str:
+        return self.server.info.name
+
+    async def status_leader(self) -> str:
+        """The leader's RPC address, "" while there is none (Nomad's ``/v1/status/leader``)."""
+        return self.server.leader_addr or ""
+
+    async def peers(self) -> list[str]:
+        if self._peers is not None:
+            return list(self._peers())
+        return [self.server.info.rpc_addr]
+
+    async def register_node(self, node: Node) -> float:
+        return await self.server.register_node(node)
+
+    async def heartbeat(self, node_id: str) -> float:
+        return await self.server.heartbeat(node_id)
+
+    async def node_allocations(
+        self, node_id: str, min_index: int, timeout: float
+    ) -> tuple[list[Allocation], int]:
+        timeout = min(max(timeout, 0.0), MAX_BLOCK)
+        return await self.server.node_allocations(node_id, min_index, timeout)
+
+    async def update_allocs(self, allocs: list[Allocation]) -> None:
+        await self.server.update_allocs(allocs)
+
+    async def deregister_node(self, node_id: str) -> None:
+        await self.server.deregister_node(node_id)
