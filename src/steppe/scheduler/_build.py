@@ -24,7 +24,7 @@ def allocated_resources(pass_: Pass, tg: TaskGroup, usage: NodeUsage) -> Allocat
     """None when the node ran out of dynamic ports while assigning them."""
     node = usage.node
     ip = node.address
-    used = usage.ports
+    used = usage.own_ports()
     low, high, rng = node.min_dynamic_port, node.max_dynamic_port, pass_.rng
     shared = assign(tg.networks, ip, used, low, high, rng) if tg.networks else ((), [])
     if shared is None:

@@ -10,32 +10,41 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from steppe.scheduler._fit import alloc_ports, node_capacity, node_reserved_ports
+from steppe.scheduler._fit import Held, alloc_ports, held
 from steppe.scheduler._protocols import State
 from steppe.structs import Allocation, Job, Node, Plan, PlanAnnotations
 
 
 class NodeUsage:
-    __slots__ = ("cpu", "cpu_cap", "memory", "memory_cap", "node", "ports")
+    __slots__ = ("_own", "cpu", "cpu_cap", "memory", "memory_cap", "node", "ports")
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.cpu_cap, self.memory_cap = node_capacity(node)
-        self.cpu = 0
-        self.memory = 0
-        self.ports = node_reserved_ports(node)
+    def __init__(self, base: Held) -> None:
+        self.node = base.node
+        self.cpu_cap = base.cpu_cap
+        self.memory_cap = base.memory_cap
+        self.cpu = base.cpu
+        self.memory = base.memory
+        self.ports = base.ports
+        self._own = False
+
+    def own_ports(self) -> set[int]:
+        """The port set, copied from the shared :class:`Held` before the first change."""
+        if not self._own:
+            self.ports = set(self.ports)
+            self._own = True
+        return self.ports
 
     def add(self, alloc: Allocation) -> None:
         for task in alloc.allocated_resources.tasks.values():
             self.cpu += task.cpu.cpu_shares
             self.memory += task.memory.memory_mb
-        self.ports.update(alloc_ports(alloc))
+        self.own_ports().update(alloc_ports(alloc))
 
     def remove(self, alloc: Allocation) -> None:
         for task in alloc.allocated_resources.tasks.values():
             self.cpu -= task.cpu.cpu_shares
             self.memory -= task.memory.memory_mb
-        self.ports.difference_update(alloc_ports(alloc))
+        self.own_ports().difference_update(alloc_ports(alloc))
 
 
 class PlanBuilder:
@@ -49,7 +58,6 @@ class PlanBuilder:
         self.node_update: dict[str, list[Allocation]] = {}
         self.node_allocation: dict[str, list[Allocation]] = {}
         self.stopped: dict[str, Allocation] = {}
-        self.placed: set[str] = set()
 
     def stop(self, alloc: Allocation) -> None:
         self.node_update.setdefault(alloc.node_id, []).append(alloc)
@@ -66,7 +74,6 @@ class PlanBuilder:
 
     def place(self, alloc: Allocation) -> None:
         self.node_allocation.setdefault(alloc.node_id, []).append(alloc)
-        self.placed.add(alloc.id)
 
     def build(self, annotations: PlanAnnotations | None = None) -> Plan:
         return Plan(
@@ -104,14 +111,19 @@ class Pass:
     def usage(self, node: Node) -> NodeUsage:
         usage = self._usage.get(node.id)
         if usage is None:
-            usage = self._usage[node.id] = NodeUsage(node)
-            stopped = self.plan.stopped
-            placed = self.plan.placed
-            for alloc in self.state.allocs_by_node(node.id):
-                if not alloc.terminal() and alloc.id not in stopped and alloc.id not in placed:
+            allocs = self.state.allocs_by_node(node.id)
+            usage = self._usage[node.id] = NodeUsage(held(node, allocs))
+            planned = self.plan.node_update.get(node.id, []) + self.plan.node_allocation.get(
+                node.id, []
+            )
+            if planned:
+                counted = {a.id: a for a in allocs if not a.terminal()}
+                for alloc in planned:
+                    before = counted.pop(alloc.id, None)
+                    if before is not None:
+                        usage.remove(before)
+                for alloc in self.plan.node_allocation.get(node.id, ()):
                     usage.add(alloc)
-            for alloc in self.plan.node_allocation.get(node.id, ()):
-                usage.add(alloc)
         return usage
 
     def stop(self, alloc: Allocation) -> None:

@@ -161,6 +161,13 @@ def _driver_ok(node: Node, driver: str) -> bool:
     return node.attributes.get(f"driver.{driver}", "").lower() in ("1", "true")
 
 
+_VERDICTS: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, tuple[Node, str]]] = {}
+"""Verdicts per set of checks, per node, kept across passes: jobs with the same
+constraints share them, and a verdict holds as long as the node object is the same
+(snapshots share unchanged rows)."""
+_VERDICTS_MAX = 1_000
+
+
 class Feasibility:
     """Per task group, memoised per node for the whole scheduling pass."""
 
@@ -171,13 +178,19 @@ class Feasibility:
             for c in group_constraints(job, tg)
             if c.operand not in DISTINCT_OPERANDS
         ]
-        self._cache: dict[str, str] = {}
+        key = (tuple(self.drivers), tuple(c.name for c in self.checks))
+        cache = _VERDICTS.get(key)
+        if cache is None:
+            if len(_VERDICTS) >= _VERDICTS_MAX:
+                _VERDICTS.clear()
+            cache = _VERDICTS[key] = {}
+        self._cache = cache
 
     def reason(self, node: Node) -> str:
         """Empty when feasible, else why the node was filtered."""
         cached = self._cache.get(node.id)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] is node:
+            return cached[1]
         reason = ""
         for driver in self.drivers:
             if not _driver_ok(node, driver):
@@ -188,5 +201,5 @@ class Feasibility:
                 if not check.holds(node):
                     reason = check.name
                     break
-        self._cache[node.id] = reason
+        self._cache[node.id] = (node, reason)
         return reason

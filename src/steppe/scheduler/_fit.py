@@ -5,6 +5,7 @@ snapshot can never oversubscribe a node)."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 from steppe.scheduler._protocols import State
@@ -41,6 +42,70 @@ def node_reserved_ports(node: Node) -> set[int]:
     for net in node.reserved.networks:
         ports.update(p.value for p in net.reserved_ports)
     return ports
+
+
+class Held:
+    """What a node's non-terminal allocations hold, plus the node's own reservations.
+
+    Remembered per node between passes and reused while the state hands back the very
+    same allocation objects (snapshots share unchanged rows), so scheduling a job
+    costs in proportion to the nodes that changed, not to every allocation on every
+    node visited."""
+
+    __slots__ = ("allocs", "cpu", "cpu_cap", "memory", "memory_cap", "node", "ports")
+
+    def __init__(self, node: Node, allocs: list[Allocation]) -> None:
+        self.node = node
+        self.allocs = allocs
+        self.cpu_cap, self.memory_cap = node_capacity(node)
+        self.ports = node_reserved_ports(node)
+        cpu = memory = 0
+        for alloc in allocs:
+            use = _USES.get(alloc.id)
+            if use is None or use[0] is not alloc:
+                use = _use(alloc)
+            if use[1]:
+                cpu += use[2]
+                memory += use[3]
+                self.ports.update(use[4])
+        self.cpu = cpu
+        self.memory = memory
+
+
+Use = tuple[Allocation, bool, int, int, list[int]]
+_USES: dict[str, Use] = {}
+"""Per allocation object: (itself, counts, cpu, memory, ports), so recomputing a
+node whose allocation list changed costs one lookup per unchanged allocation."""
+
+
+def _use(alloc: Allocation) -> Use:
+    cpu = memory = 0
+    for task in alloc.allocated_resources.tasks.values():
+        cpu += task.cpu.cpu_shares
+        memory += task.memory.memory_mb
+    if len(_USES) >= _HELD_MAX * 10:
+        _USES.clear()
+    use = _USES[alloc.id] = (alloc, not alloc.terminal(), cpu, memory, alloc_ports(alloc))
+    return use
+
+
+_HELD: dict[str, Held] = {}
+_HELD_MAX = 200_000
+
+
+def held(node: Node, allocs: list[Allocation]) -> Held:
+    entry = _HELD.get(node.id)
+    if (
+        entry is not None
+        and entry.node is node
+        and len(entry.allocs) == len(allocs)
+        and all(map(operator.is_, entry.allocs, allocs))
+    ):
+        return entry
+    if len(_HELD) >= _HELD_MAX:
+        _HELD.clear()
+    entry = _HELD[node.id] = Held(node, allocs)
+    return entry
 
 
 def allocs_fit(node: Node, allocs: Iterable[Allocation]) -> tuple[bool, str]:
@@ -82,9 +147,31 @@ def _node_part_fits(
         return False, "node is not eligible for new allocations"
     replaced = {a.id for a in stopping}
     replaced.update(a.id for a in placing)
+    if replaced.isdisjoint(existing_ids):
+        return _adds_fit(held(node, existing), placing)
     proposed = [a for a in existing if a.id not in replaced and not a.terminal()]
     proposed.extend(a for a in placing if not a.terminal())
     return allocs_fit(node, proposed)
+
+
+def _adds_fit(base: Held, placing: tuple[Allocation, ...]) -> tuple[bool, str]:
+    cpu, memory, used = base.cpu, base.memory, base.ports
+    mine: set[int] = set()
+    for alloc in placing:
+        if alloc.terminal():
+            continue
+        for task in alloc.allocated_resources.tasks.values():
+            cpu += task.cpu.cpu_shares
+            memory += task.memory.memory_mb
+        for port in alloc_ports(alloc):
+            if port in used or port in mine:
+                return False, DIM_PORT
+            mine.add(port)
+    if cpu > base.cpu_cap:
+        return False, DIM_CPU
+    if memory > base.memory_cap:
+        return False, DIM_MEMORY
+    return True, ""
 
 
 def evaluate_plan(state: State, plan: Plan) -> PlanResult:

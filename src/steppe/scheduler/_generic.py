@@ -9,7 +9,7 @@ import msgspec
 
 from steppe.scheduler._build import allocated_resources, new_alloc
 from steppe.scheduler._context import Pass, PlanBuilder
-from steppe.scheduler._feasible import datacenter_matcher
+from steppe.scheduler._nodes import ready_nodes
 from steppe.scheduler._outcome import finish_eval, followup_evals, stopped
 from steppe.scheduler._protocols import SchedulerResult, State
 from steppe.scheduler._reconcile import Placement, Reconciled, reconcile
@@ -18,18 +18,10 @@ from steppe.structs import (
     AllocMetric,
     Evaluation,
     Job,
-    Node,
     PlanAnnotations,
     RescheduleEvent,
     RescheduleTracker,
 )
-
-
-def ready_nodes(state: State, job: Job) -> list[Node]:
-    in_dc = datacenter_matcher(job.datacenters)
-    return [
-        n for n in state.nodes() if n.ready and n.node_pool == job.node_pool and in_dc(n.datacenter)
-    ]
 
 
 def schedule_generic(
@@ -79,12 +71,12 @@ class _Placer:
         self.failed = failed
         self.queued = queued
         self.asks: dict[str, GroupAsk] = {}
-        nodes = ready_nodes(pass_.state, job)
+        ready = ready_nodes(pass_.state.nodes(), job)
         by_dc = all(
             s.attribute == DATACENTER for tg in job.task_groups for s in effective_spreads(job, tg)
         ) and any(effective_spreads(job, tg) for tg in job.task_groups)
-        self.nodes = list(nodes)
-        self.stack = Stack(pass_, nodes, job.type == "batch", by_dc)
+        self.ready = ready
+        self.stack = Stack(pass_, ready, job.type == "batch", by_dc)
 
     def _ask(self, placement: Placement) -> GroupAsk:
         name = placement.tg.name
@@ -97,7 +89,7 @@ class _Placer:
                 if a.task_group == name and not a.terminal() and a.id not in stopping
             ]
             held_nodes = [n for n in (state.node(i) for i in held) if n is not None]
-            ask = self.asks[name] = GroupAsk(self.job, placement.tg, self.nodes, held_nodes)
+            ask = self.asks[name] = GroupAsk(self.job, placement.tg, self.ready, held_nodes)
         return ask
 
     def run(self) -> None:

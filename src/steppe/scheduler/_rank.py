@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 
 from steppe.scheduler._feasible import Resolver, check_operand, resolver
+from steppe.scheduler._nodes import ReadyNodes
 from steppe.structs import Affinity, Node, Spread
 
 IMPLICIT_TARGET = "*"
@@ -81,14 +82,20 @@ class SpreadScore:
         return (desired - self.counts.get(value, 0)) / desired * self.share
 
 
-def spread_scores(spreads: list[Spread], count: int, nodes: list[Node]) -> list[SpreadScore]:
+def spread_scores(spreads: list[Spread], count: int, ready: ReadyNodes | None) -> list[SpreadScore]:
+    """Spreads without targets aim at an even share over the values the job's ready
+    nodes have."""
     total_weight = sum(s.weight for s in spreads) or 1
     result = []
     for spread in spreads:
         values: set[str] = set()
-        if not spread.spread_target:
+        if spread.spread_target or ready is None:
+            pass
+        elif spread.attribute == "${node.datacenter}":
+            values = set(ready.by_dc)
+        else:
             value_of = resolver(spread.attribute)
-            for node in nodes:
+            for node in ready.nodes:
                 value = value_of(node)
                 if value is not None:
                     values.add(value)

@@ -7,11 +7,13 @@ best. A placement therefore costs about the same on 10 nodes as on 10,000.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable
 
 from steppe.scheduler._context import NodeUsage, Pass
 from steppe.scheduler._feasible import Feasibility, group_constraints, resolver
 from steppe.scheduler._fit import DIM_CPU, DIM_DYNAMIC_PORT, DIM_MEMORY, DIM_PORT
+from steppe.scheduler._nodes import ReadyNodes
 from steppe.scheduler._ports import dynamic_count, static_ports
 from steppe.scheduler._rank import AffinityScore, SpreadScore, binpack_score, spread_scores
 from steppe.structs import (
@@ -61,7 +63,9 @@ class GroupAsk:
     """What one task group needs and what the job already holds, computed once per
     pass and updated as placements are made."""
 
-    def __init__(self, job: Job, tg: TaskGroup, nodes: list[Node], held: Iterable[Node]) -> None:
+    def __init__(
+        self, job: Job, tg: TaskGroup, ready: ReadyNodes | None, held: Iterable[Node]
+    ) -> None:
         self.job = job
         self.tg = tg
         self.count = max(tg.count, 1)
@@ -81,7 +85,7 @@ class GroupAsk:
                 limit = int(c.r_target) if c.r_target.isdigit() else 1
                 self.distinct.append(_DistinctProperty(str(c), c.l_target, limit, None))
         spreads = effective_spreads(job, tg)
-        self.spreads: list[SpreadScore] = spread_scores(spreads, self.count, nodes)
+        self.spreads: list[SpreadScore] = spread_scores(spreads, self.count, ready)
         self.affinity = AffinityScore(
             list(job.affinities) + list(tg.affinities) + [a for t in tg.tasks for a in t.affinities]
         )
@@ -122,7 +126,33 @@ class GroupAsk:
                 return DIM_DYNAMIC_PORT
         return ""
 
+    def rank(self, usage: NodeUsage, penalty: frozenset[str]) -> float:
+        """The final score alone: the hot path, called for every candidate."""
+        node = usage.node
+        total = binpack_score(
+            usage.cpu + self.cpu, usage.cpu_cap, usage.memory + self.memory, usage.memory_cap
+        )
+        scores = 1
+        collisions = self.tg_counts.get(node.id)
+        if collisions:
+            total -= (collisions + 1) / self.count
+            scores += 1
+        if penalty and node.id in penalty:
+            total -= 1.0
+            scores += 1
+        if self.affinity:
+            affinity = self.affinity.score(node)
+            if affinity:
+                total += affinity
+                scores += 1
+        if self.spreads:
+            for spread in self.spreads:
+                total += spread.score(node)
+            scores += 1
+        return total / scores
+
     def score(self, usage: NodeUsage, penalty: frozenset[str]) -> tuple[float, dict[str, float]]:
+        """The final score and its parts, as ``AllocMetric.Scores`` shows them."""
         node = usage.node
         parts = {
             "binpack": binpack_score(
@@ -145,57 +175,77 @@ class GroupAsk:
         return final, parts
 
 
-def _interleave(nodes: list[Node]) -> list[Node]:
-    """Round-robin over datacenters so any window of candidates sees each of them."""
-    by_dc: dict[str, list[Node]] = {}
-    for node in nodes:
-        by_dc.setdefault(node.datacenter, []).append(node)
-    if len(by_dc) < 2:
-        return nodes
-    lists = list(by_dc.values())
-    out: list[Node] = []
-    for i in range(max(len(lst) for lst in lists)):
-        out.extend(lst[i] for lst in lists if i < len(lst))
-    return out
+class _Source:
+    """The nodes in a random order, drawn lazily (an incremental Fisher-Yates), so a
+    pass that looks at 1,300 of 5,000 nodes shuffles 1,300. With ``by_dc`` the order
+    takes datacenters in turn, so any window of candidates sees each of them. After
+    the last node the same order starts over."""
+
+    def __init__(self, ready: ReadyNodes, rng: random.Random, by_dc: bool) -> None:
+        groups = list(ready.by_dc.values()) if by_dc else [ready.nodes]
+        self.groups = [list(g) for g in groups if g]
+        self.drawn = [0] * len(self.groups)
+        self.order: list[Node] = []
+        self.n = len(ready.nodes)
+        self.turn = 0
+        self.pos = 0
+        self.random = rng.random
+
+    def next(self) -> Node:
+        pos = self.pos
+        self.pos = pos + 1 if pos + 1 < self.n else 0
+        if pos < len(self.order):
+            return self.order[pos]
+        node = self._draw()
+        self.order.append(node)
+        return node
+
+    def _draw(self) -> Node:
+        while True:
+            g = self.turn
+            self.turn = (g + 1) % len(self.groups)
+            group, i = self.groups[g], self.drawn[g]
+            if i < len(group):
+                j = i + int(self.random() * (len(group) - i))
+                group[i], group[j] = group[j], group[i]
+                self.drawn[g] = i + 1
+                return group[i]
 
 
 class Stack:
-    """The candidate source for one pass: a node list shuffled with the eval's seed,
-    walked round-robin across placements so consecutive placements look at
-    different nodes."""
+    """The candidate source for one pass, walked across placements so consecutive
+    placements look at different nodes (Nomad's static iterator over shuffled nodes)."""
 
-    def __init__(self, pass_: Pass, nodes: list[Node], batch: bool, by_dc: bool) -> None:
+    def __init__(self, pass_: Pass, ready: ReadyNodes, batch: bool, by_dc: bool) -> None:
         self.pass_ = pass_
-        pass_.rng.shuffle(nodes)
-        self.nodes = _interleave(nodes) if by_dc else nodes
-        self.offset = 0
-        n = len(nodes)
+        self.source = _Source(ready, pass_.rng, by_dc)
+        n = self.source.n
         self.limit = 2 if batch or n < 2 else max(2, math.ceil(math.log2(n)))
-        self.available: dict[str, int] = {}
-        for node in nodes:
-            self.available[node.datacenter] = self.available.get(node.datacenter, 0) + 1
+        self.available = {dc: len(nodes) for dc, nodes in ready.by_dc.items()}
 
     def select(
         self, ask: GroupAsk, penalty: frozenset[str] = frozenset()
     ) -> tuple[NodeUsage | None, AllocMetric]:
-        nodes = self.nodes
-        n = len(nodes)
+        n = self.source.n
+        draw = self.source.next
         limit = max(self.limit, min(max(ask.count, WIDE_LIMIT), n)) if ask.wide else self.limit
         evaluated = filtered = exhausted = 0
         constraint_filtered: dict[str, int] = {}
         dimension_exhausted: dict[str, int] = {}
         best: NodeUsage | None = None
         best_score = -math.inf
-        best_parts: dict[str, float] = {}
         found = 0
-        skipped: list[tuple[float, NodeUsage, dict[str, float]]] = []
+        skipped: list[tuple[float, NodeUsage]] = []
         usage_of = self.pass_.usage
         reason_of = ask.feasibility.reason
+        rank = ask.rank
+        distinct = ask.distinct_hosts or bool(ask.distinct)
         while evaluated < n and found < limit:
-            node = nodes[self.offset]
-            self.offset = (self.offset + 1) % n
+            node = draw()
             evaluated += 1
-            reason = reason_of(node) or ask.blocked_by_distinct(node)
+            reason = reason_of(node)
+            if not reason and distinct:
+                reason = ask.blocked_by_distinct(node)
             if reason:
                 filtered += 1
                 constraint_filtered[reason] = constraint_filtered.get(reason, 0) + 1
@@ -206,17 +256,17 @@ class Stack:
                 exhausted += 1
                 dimension_exhausted[dim] = dimension_exhausted.get(dim, 0) + 1
                 continue
-            score, parts = ask.score(usage, penalty)
+            score = rank(usage, penalty)
             if score <= SKIP_SCORE_THRESHOLD and len(skipped) < MAX_SKIP:
-                skipped.append((score, usage, parts))
+                skipped.append((score, usage))
                 continue
             found += 1
             if score > best_score:
-                best, best_score, best_parts = usage, score, parts
+                best, best_score = usage, score
         if found < limit:
-            for score, usage, parts in skipped[: limit - found]:
+            for score, usage in skipped[: limit - found]:
                 if score > best_score:
-                    best, best_score, best_parts = usage, score, parts
+                    best, best_score = usage, score
         metric = AllocMetric(
             nodes_evaluated=evaluated,
             nodes_filtered=filtered,
@@ -225,7 +275,7 @@ class Stack:
             constraint_filtered=constraint_filtered,
             nodes_exhausted=exhausted,
             dimension_exhausted=dimension_exhausted,
-            scores=best_parts,
+            scores=ask.score(best, penalty)[1] if best is not None else {},
         )
         return best, metric
 

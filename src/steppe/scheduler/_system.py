@@ -9,7 +9,7 @@ import msgspec
 
 from steppe.scheduler._build import allocated_resources, new_alloc
 from steppe.scheduler._context import Pass, PlanBuilder
-from steppe.scheduler._generic import ready_nodes
+from steppe.scheduler._nodes import ready_nodes
 from steppe.scheduler._outcome import finish_eval, stopped
 from steppe.scheduler._protocols import SchedulerResult, State
 from steppe.scheduler._reconcile import (
@@ -52,7 +52,7 @@ def schedule_system(
         if alloc.task_group not in groups:
             pass_.stop(stopped(alloc, JOB_STOPPED if not groups else NOT_NEEDED, "", now))
     if job is not None and groups:
-        nodes = ready_nodes(state, job)
+        nodes = ready_nodes(state.nodes(), job).nodes
         for tg in job.task_groups:
             group_allocs = [a for a in allocs if a.task_group == tg.name]
             system = _SystemGroup(pass_, job, tg, nodes, failed, queued)
@@ -76,7 +76,7 @@ class _SystemGroup:
         self.job = job
         self.tg = tg
         self.nodes = {n.id: n for n in nodes}
-        self.ask = GroupAsk(job, tg, [], [])
+        self.ask = GroupAsk(job, tg, None, [])
         self.failed = failed
         self.queued = queued
         queued[tg.name] = 0
