@@ -39,6 +39,8 @@ class PeerInfo(msgspec.Struct, frozen=True):
     client_url: str
     formed: bool = False
     client_urls: tuple[str, ...] = ()
+    founders: dict[str, str] = msgspec.field(default_factory=dict)
+    """The initial cluster this server's member formed with (empty if it joined)."""
 
 
 def _fetch(url: str, body: dict[str, Any] | None = None, timeout: float = 3.0) -> Any:
@@ -78,7 +80,9 @@ class StoreCluster:
 
     # what peers ask us -----------------------------------------------------------------
     def info(self) -> PeerInfo:
-        formed = self.member is not None and self.member.running
+        member = self.member
+        formed = member is not None and member.running
+        founders = member.initial_cluster if member and member.cluster_state == "new" else {}
         return PeerInfo(
             self.name,
             self.http_addr,
@@ -86,6 +90,7 @@ class StoreCluster:
             self.client_url,
             formed,
             tuple(self._client_urls()) if formed else (),
+            dict(founders) if formed else {},
         )
 
     def _client_urls(self) -> list[str]:
@@ -140,6 +145,10 @@ class StoreCluster:
         while True:
             await self._poll_peers()
             formed = [p for p in self.known.values() if p.formed]
+            for peer in formed:
+                if peer.founders.get(self.name) == self.peer_url:
+                    log.info("%s store: forming with %s", self.scope, ", ".join(peer.founders))
+                    return dict(peer.founders), "new"
             for peer in formed:
                 try:
                     answer = await asyncio.to_thread(

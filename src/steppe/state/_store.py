@@ -61,7 +61,13 @@ class _Table:
                 rows.pop(row_id, None)
                 revisions.pop(row_id, None)
                 continue
-            row = self._decode(event.kv)
+            try:
+                row = self._decode(event.kv)
+            except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+                # one unreadable row (written by a newer or broken agent) must not stop
+                # the cache from following everything else
+                log.error("state: skipping unreadable %s row %r: %s", self.spec.name, row_id, exc)
+                continue
             rows[row_id] = row
             revisions[row_id] = event.kv.mod_revision
             self._index(indexes, row_id, row)

@@ -65,7 +65,7 @@ NODE_USAGE = TableSpec("node_usage", "node_usage/", int, stamp_indexes=False)
 """One key per node, rewritten by every plan that touches the node, so the plan applier
 can compare on its revision and two appliers can never both fill the same room."""
 
-SERVERS = TableSpec("servers", "servers/", ServerMember)
+SERVERS = TableSpec("servers", "servers/", ServerMember, stamp_indexes=False)
 """Live scheduler servers, each row under its server's lease."""
 
 SCHEDULER_TABLES = (JOBS, JOB_VERSIONS, NODES, ALLOCS, EVALS, NODE_USAGE, SERVERS)
