@@ -4,14 +4,13 @@ containers, and containers whose allocation is gone are removed."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiodocker
 import pytest
 from tests.client._support import FakeServer, make_alloc, make_job, until
-from tests.support.dockerd import session_fixture
 from tests.support.waiting import async_wait_until
 
 from steppe.client import Client
@@ -23,11 +22,6 @@ from steppe.structs import NS, Node, Task
 pytestmark = pytest.mark.docker
 
 BUSYBOX = "local/busybox:latest"
-
-
-@pytest.fixture(scope="session", name="private_dockerd")
-def _private_dockerd() -> Iterator[str]:
-    yield from session_fixture()
 
 
 async def containers(host: str, alloc_id: str) -> list[str]:

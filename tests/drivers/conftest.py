@@ -7,13 +7,10 @@ from typing import Any
 
 import aiodocker
 import pytest
-from tests.support.dockerd import session_fixture
 
 from steppe.drivers import TaskSpec
 from steppe.drivers._docker import DockerDriver
 from steppe.drivers._docker_config import LABEL_ALLOC
-
-private_dockerd = pytest.fixture(scope="session", name="private_dockerd")(session_fixture)
 
 MakeSpec = Callable[..., TaskSpec]
 

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
+from tests.support.waiting import async_wait_until
 
 from steppe.backend import MemoryBackend
 from steppe.server import HeartbeatPolicy, Server, ServerInfo
 from steppe.state import SCHEDULER_TABLES, StateStore
 from steppe.structs import CLIENT_FAILED, CLIENT_RUNNING, NS, Allocation, Job, ReschedulePolicy
 from steppe.testing import mock
-from tests.support.waiting import async_wait_until
 
 INFO = ServerInfo("s1", "global", "dc1", "127.0.0.1:4647", "127.0.0.1:4646")
 

@@ -59,8 +59,9 @@ class AgentProcess:
             cwd=REPO,
         )
         if check and result.returncode != 0:
+            command = " ".join(args)
             raise AssertionError(
-                f"steppe {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+                f"steppe {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
             )
         return result
 
