@@ -53,6 +53,12 @@ class _Connection:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def abort(self) -> None:
+        """Drops the connection at once; the read loop then ends as at end of stream."""
+        for task in self._tasks:
+            task.cancel()
+        self.writer.transport.abort()
+
     async def serve(self) -> None:
         try:
             await self._read_loop()
@@ -135,7 +141,7 @@ class RPCServer:
         self.ssl = ssl
         self.max_frame = max_frame
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[_Connection, asyncio.Task[Any]] = {}
         self._in_flight = 0
 
     @property
@@ -171,9 +177,9 @@ class RPCServer:
         (their clients see the connection close and fail over)."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        for conn in list(self._connections):
+            conn.abort()
+        await asyncio.gather(*self._connections.values(), return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -186,13 +192,16 @@ class RPCServer:
         await self.stop()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Runs in the task asyncio made for the connection; stop() aborts the transport
+        rather than cancelling this task, which asyncio would report as an error."""
+        conn = _Connection(self, reader, writer)
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[conn] = task
         try:
-            await _Connection(self, reader, writer).serve()
+            await conn.serve()
         finally:
-            self._connections.discard(task)
+            del self._connections[conn]
 
     async def dispatch(self, request: RawRequest) -> Any:
         self._in_flight += 1
