@@ -25,6 +25,7 @@ from steppe.rpc import (
     UnreachableError,
     method_table,
     parse_address,
+    with_default_port,
 )
 from steppe.structs import Allocation
 from steppe.testing import mock
@@ -242,6 +243,21 @@ def test_addresses_are_checked(bad: str) -> None:
 
 def test_ipv6_addresses_parse() -> None:
     assert parse_address("[::1]:4647") == ("::1", 4647)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("10.0.0.1", "10.0.0.1:4647"),
+        ("10.0.0.1:5000", "10.0.0.1:5000"),
+        ("server.example", "server.example:4647"),
+        ("::1", "[::1]:4647"),
+        ("[::1]", "[::1]:4647"),
+        ("[::1]:5000", "[::1]:5000"),
+    ],
+)
+def test_servers_without_a_port_get_the_default(given: str, expected: str) -> None:
+    assert with_default_port(given, 4647) == expected
 
 
 @pytest.fixture

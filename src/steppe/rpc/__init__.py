@@ -6,7 +6,7 @@ client agent's ``ServerAPI`` over RPC, following the leader and failing over bet
 servers.
 """
 
-from steppe.rpc._client import RPCClient, parse_address
+from steppe.rpc._client import RPCClient, parse_address, with_default_port
 from steppe.rpc._endpoint import MAX_BLOCK, SERVER_METHODS, ServerEndpoint
 from steppe.rpc._method import Handlers, Method, method_table
 from steppe.rpc._remote import RemoteServerAPI
@@ -35,4 +35,5 @@ __all__ = [
     "UnreachableError",
     "method_table",
     "parse_address",
+    "with_default_port",
 ]

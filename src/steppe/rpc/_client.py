@@ -47,6 +47,19 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def with_default_port(address: str, port: int) -> str:
+    """Nomad's ``client.servers`` accepts ``host`` alone, meaning its RPC port 4647."""
+    bare = address.strip()
+    if bare.startswith("[") and bare.endswith("]"):
+        return f"{bare}:{port}"
+    if ":" not in bare:
+        return f"{bare}:{port}"
+    if bare.count(":") > 1 and not bare.startswith("["):  # a bare IPv6 address
+        return f"[{bare}]:{port}"
+    parse_address(bare)
+    return bare
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
