@@ -74,19 +74,82 @@ class AgentProcess:
 
 
 @contextmanager
-def dev_agent(*extra: str) -> Iterator[AgentProcess]:
-    """``steppe agent -dev`` on free ports; stopped (SIGTERM, then SIGKILL) by its PID."""
+def dev_agent(*extra: str, env: dict[str, str] | None = None) -> Iterator[AgentProcess]:
+    """``steppe agent -dev`` on free ports; stopped (SIGTERM, then SIGKILL) by its PID.
+
+    ``env`` adds to the agent's (and its CLI calls') environment, e.g. ``DOCKER_HOST``."""
     http, catalog, dns = free_port(), free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="steppe-e2e-"))
-    log_path = workdir / "agent.log"
+    args = [*STEPPE, "agent", "-dev", "-http-port", str(http)]
+    args += ["-consul-http-port", str(catalog), "-dns-port", str(dns), *extra]
+    with _running(args, http, catalog, dns, workdir / "agent.log", env) as agent:
+        yield agent
+
+
+@dataclass
+class AgentConfigFile:
+    """A persistent single-node agent (server and client, etcd under ``data_dir``) that can
+    be stopped and started again on the same data, as an operator restarts one."""
+
+    path: Path
+    data_dir: Path
+    http_port: int
+    catalog_port: int
+    dns_port: int
+
+
+def single_node_config(
+    workdir: Path, *, region: str = "global", datacenter: str = "dc1", name: str = "solo"
+) -> AgentConfigFile:
+    http, rpc, etcd_client, etcd_peer = free_port(), free_port(), free_port(), free_port()
+    catalog, dns = free_port(), free_port()
+    data_dir = workdir / "data"
+    path = workdir / "agent.hcl"
+    path.write_text(
+        f'data_dir = "{data_dir}"\n'
+        'bind_addr = "127.0.0.1"\n'
+        f'name = "{name}"\n'
+        f'region = "{region}"\n'
+        f'datacenter = "{datacenter}"\n'
+        f"ports {{\n  http = {http}\n  rpc = {rpc}\n"
+        f"  etcd_client = {etcd_client}\n  etcd_peer = {etcd_peer}\n}}\n"
+        "server {\n  enabled = true\n  bootstrap_expect = 1\n}\n"
+        "client {\n  enabled = true\n}\n"
+    )
+    return AgentConfigFile(path, data_dir, http, catalog, dns)
+
+
+@contextmanager
+def config_agent(
+    config: AgentConfigFile, *, env: dict[str, str] | None = None, log_name: str = "agent.log"
+) -> Iterator[AgentProcess]:
+    """``steppe agent -config FILE``; stopped by its PID with SIGTERM, which (outside -dev)
+    leaves its tasks running for the next agent on the same ``data_dir`` to re-attach."""
+    args = [*STEPPE, "agent", "-config", str(config.path)]
+    args += ["-consul-http-port", str(config.catalog_port), "-dns-port", str(config.dns_port)]
+    log_path = config.path.parent / log_name
+    ports = (config.http_port, config.catalog_port, config.dns_port)
+    with _running(args, *ports, log_path, env, ready_timeout=60) as agent:
+        yield agent
+
+
+@contextmanager
+def _running(
+    args: list[str],
+    http: int,
+    catalog: int,
+    dns: int,
+    log_path: Path,
+    extra_env: dict[str, str] | None,
+    ready_timeout: float = 30,
+) -> Iterator[AgentProcess]:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "STEPPE_ADDR": f"127.0.0.1:{http}",
         "CONSUL_HTTP_ADDR": f"127.0.0.1:{catalog}",
         "PYTHONUNBUFFERED": "1",
     }
-    args = [*STEPPE, "agent", "-dev", "-http-port", str(http)]
-    args += ["-consul-http-port", str(catalog), "-dns-port", str(dns), *extra]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     agent = AgentProcess(proc, http, catalog, dns, log_path, env)
@@ -96,9 +159,9 @@ def dev_agent(*extra: str) -> Iterator[AgentProcess]:
             if proc.poll() is not None:
                 raise AssertionError(f"agent exited early:\n{agent.log()}")
             nodes = agent.get("/v1/nodes")
-            return bool(nodes) and nodes[0]["Status"] == "ready"
+            return bool(nodes) and all(n["Status"] == "ready" for n in nodes)
 
-        wait_until(ready, timeout=30, what="dev agent ready")
+        wait_until(ready, timeout=ready_timeout, what="agent ready")
         yield agent
     finally:
         if proc.poll() is None:

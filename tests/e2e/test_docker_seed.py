@@ -1,0 +1,144 @@
+"""The seed job (``shared/fixtures/nginx.nomad``) verbatim on a real agent process over a real
+private Docker engine, judged only through ``steppe`` and ``docker`` commands and HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.agent import (
+    AgentProcess,
+    config_agent,
+    dev_agent,
+    single_node_config,
+)
+from tests.support.waiting import wait_until
+
+HERE = Path(__file__).resolve()
+SHARED_SEED = HERE.parents[3] / "shared" / "fixtures" / "nginx.nomad"
+LOCAL_SEED = HERE.parents[1] / "jobspec" / "fixtures" / "nginx.nomad"
+ALLOC_LABEL = "com.steppe.alloc_id"
+
+
+def seed_text() -> str:
+    return (SHARED_SEED if SHARED_SEED.is_file() else LOCAL_SEED).read_text()
+
+
+def docker(host: str, *args: str) -> str:
+    """The docker CLI against the private engine only."""
+    done = subprocess.run(
+        ["docker", *args],
+        env={**os.environ, "DOCKER_HOST": host},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def containers(host: str, *, stopped_too: bool = False) -> dict[str, str]:
+    """Containers that carry an allocation label (running ones unless ``stopped_too``):
+    container ID -> allocation ID."""
+    out = docker(
+        host,
+        "ps",
+        *(["-a"] if stopped_too else []),
+        "--no-trunc",
+        "--filter",
+        f"label={ALLOC_LABEL}",
+        "--format",
+        '{{.ID}} {{.Label "' + ALLOC_LABEL + '"}}',
+    )
+    return dict(line.split() for line in out.splitlines() if line.strip())  # type: ignore[misc]
+
+
+def allocs(agent: AgentProcess, job: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = agent.get(f"/v1/job/{job}/allocations")
+    return found
+
+
+def running_allocs(agent: AgentProcess, job: str, count: int) -> list[dict[str, Any]] | None:
+    live = [a for a in allocs(agent, job) if a["DesiredStatus"] == "run"]
+    ok = len(live) == count and all(a["ClientStatus"] == "running" for a in live)
+    return live if ok else None
+
+
+def web_url(agent: AgentProcess, alloc_id: str) -> str:
+    full = agent.get(f"/v1/allocation/{alloc_id}")
+    ports = full["AllocatedResources"]["Shared"]["Ports"]
+    web = next(p for p in ports if p["Label"] == "web")
+    return f"http://{web['HostIP']}:{web['Value']}/"
+
+
+def welcome(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status == 200 and b"Welcome to nginx" in r.read()
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stop_job(agent: AgentProcess, host: str, job: str) -> None:
+    """Stops ``job`` (purged, so the next test starts clean) and waits for its containers
+    to be gone."""
+    agent.cli("job", "stop", "-purge", job, check=False)
+    wait_until(
+        lambda: not containers(host, stopped_too=True),
+        timeout=60,
+        what=f"{job}'s containers removed",
+    )
+
+
+@pytest.fixture(scope="module")
+def agent(private_dockerd: str) -> Iterator[AgentProcess]:
+    with dev_agent("-region", "eu", "-dc", "ams2", env={"DOCKER_HOST": private_dockerd}) as a:
+        yield a
+
+
+def test_seed_job_runs_verbatim_on_docker(
+    agent: AgentProcess, private_dockerd: str, tmp_path: Path
+) -> None:
+    job_file = tmp_path / "nginx.nomad"
+    job_file.write_text(seed_text())
+    try:
+        agent.cli("job", "run", str(job_file))
+        live = wait_until(
+            lambda: running_allocs(agent, "nginx", 4), timeout=60, what="4 running allocations"
+        )
+        ids = {a["ID"] for a in live}
+        assert set(containers(private_dockerd).values()) == ids
+        for alloc_id in ids:
+            url = web_url(agent, alloc_id)
+            wait_until(lambda url=url: welcome(url), timeout=30, what=f"nginx at {url}")
+            env = _container_env(private_dockerd, alloc_id)
+            assert f"NOMAD_ADDR_web={url[len('http://') : -1]}" in env
+
+        agent.cli("job", "stop", "nginx")
+        wait_until(
+            lambda: not containers(private_dockerd, stopped_too=True),
+            timeout=60,
+            what="containers removed",
+        )
+        wait_until(
+            lambda: all(a["ClientStatus"] == "complete" for a in allocs(agent, "nginx")),
+            timeout=30,
+            what="allocations complete",
+        )
+        assert {a["ID"] for a in allocs(agent, "nginx")} == ids
+    finally:
+        stop_job(agent, private_dockerd, "nginx")
+
+
+def _container_env(host: str, alloc_id: str) -> list[str]:
+    ids = docker(host, "ps", "-q", "--filter", f"label={ALLOC_LABEL}={alloc_id}").split()
+    assert len(ids) == 1, ids
+    env: list[str] = json.loads(docker(host, "inspect", "--format", "{{json .Config.Env}}", ids[0]))
+    return env
