@@ -17,12 +17,15 @@ from aiohttp import web
 
 from steppe import __version__
 from steppe.agent._client_role import ClientRole
+from steppe.agent._consul_join import ConsulJoin
 from steppe.agent._http import serve
+from steppe.agent._proxy import build_forwarding_app
 from steppe.agent._scheduler_role import SchedulerRole, advertise_ip
 from steppe.backend import Backend, MemoryBackend
 from steppe.client import ServerAPI
 from steppe.config import AgentConfig
 from steppe.errors import SteppeError
+from steppe.rpc import RemoteServerAPI, RPCServer, ServerEndpoint, with_default_port
 from steppe.structs import to_builtins
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ class Agent:
         self.catalog: Any = None
         self._runners: list[web.AppRunner] = []
         self._joins: set[str] = set(config.server.join_addresses())
+        self.consul_join = ConsulJoin(config)
+        self.rpc: RPCServer | None = None
+        self.remote: RemoteServerAPI | None = None
 
     @property
     def advertise_ip(self) -> str:
@@ -63,26 +69,97 @@ class Agent:
             await self.catalog.start_dns()
         server_api: ServerAPI | None = None
         if config.server.enabled:
-            self.scheduler = SchedulerRole(
-                config, join_addresses=lambda: self._joins, shared_backend=self.shared_backend
-            )
-            self._runners.append(await serve(self.scheduler.app(), *config.http_bind()))
-            server_api = await self.scheduler.start(
-                {"agent_self": self.agent_self, "alloc_dir": self._alloc_dir}
-            )
+            server_api = await self._start_server()
         if config.client.enabled:
-            if server_api is None:
-                raise SteppeError("a client-only agent needs client { servers = [...] }")
-            self.client = ClientRole(config, server_api, self.advertise_ip)
-            _, port = config.http_bind()
-            await self.client.start(f"{self.advertise_ip}:{port}")
+            await self._start_client(server_api)
         log.info("agent started (%s)", ", ".join(self.roles()))
+
+    async def _start_server(self) -> ServerAPI:
+        config = self.config
+        self.scheduler = SchedulerRole(
+            config, join_addresses=lambda: self._joins, shared_backend=self.shared_backend
+        )
+        self._runners.append(await serve(self.scheduler.app(), *config.http_bind()))
+        if config.consul.server_auto_join and not config.dev_mode:
+            self.consul_join.discover(config.consul.server_service_name, "http", self._joins.update)
+        server = await self.scheduler.start(
+            {"agent_self": self.agent_self, "alloc_dir": self._alloc_dir}
+        )
+        self.rpc = RPCServer(ServerEndpoint(server, peers=self.scheduler.peers), *config.rpc_bind())
+        try:
+            await self.rpc.start()
+        except (OSError, SteppeError) as exc:
+            if not config.dev_mode:
+                raise SteppeError(f"cannot serve RPC on {config.rpc_bind()}: {exc}") from exc
+            log.warning("dev agent: no RPC listener (%s); in-process clients only", exc)
+            self.rpc = None
+        info = server.info
+        serf = f"{info.rpc_addr.rpartition(':')[0]}:{config.ports.serf}"
+        ports = {"http": info.http_addr, "rpc": info.rpc_addr, "serf": serf}
+        self.consul_join.advertise(config.consul.server_service_name, info.name, ports)
+        return server
+
+    async def _start_client(self, server_api: ServerAPI | None) -> None:
+        config = self.config
+        if server_api is None:
+            configured = [
+                with_default_port(a, 4647)
+                for a in (
+                    *config.client.servers,
+                    *config.client.server_join.start_join,
+                    *config.client.server_join.retry_join,
+                )
+            ]
+            remote = RemoteServerAPI(configured)
+            self.remote = remote
+            if config.consul.client_auto_join:
+                self.consul_join.discover(
+                    config.consul.server_service_name,
+                    "rpc",
+                    lambda found: remote.set_servers(sorted(set(configured) | found)),
+                )
+            elif not configured:
+                raise SteppeError(
+                    "a client-only agent needs client { servers = [...] } or consul auto-join"
+                )
+            server_api = remote
+            app = build_forwarding_app(
+                self._server_http_addresses,
+                {"/v1/agent/self": self._agent_self_handler},
+            )
+            self._runners.append(await serve(app, *config.http_bind()))
+        self.client = ClientRole(config, server_api, self.advertise_ip)
+        _, port = config.http_bind()
+        http_addr = f"{self.advertise_ip}:{port}"
+        await self.client.start(http_addr)
+        self.consul_join.advertise(
+            config.consul.client_service_name, config.node_name(), {"http": http_addr}
+        )
+
+    def _server_http_addresses(self) -> list[str]:
+        """Where a client-only agent sends API requests: servers found in the catalog,
+        else the RPC servers' hosts on the HTTP port."""
+        found = self.consul_join.found.get(f"{self.config.consul.server_service_name}/http")
+        if found:
+            return sorted(found)
+        known = self.remote.known_servers if self.remote else []
+        return [f"{a.rpartition(':')[0]}:{self.config.ports.http}" for a in known]
+
+    async def _agent_self_handler(self, request: web.Request) -> web.Response:
+        from steppe.api._http import json_response
+
+        return json_response(self.agent_self())
 
     async def stop(self, leave_running: bool | None = None) -> None:
         if leave_running is None:
             leave_running = not self.config.dev_mode
         if self.client is not None:
             await self.client.stop(leave_running)
+        if self.remote is not None:
+            await self.remote.close()
+        await self.consul_join.stop()
+        if self.rpc is not None:
+            await self.rpc.stop()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners = []
@@ -108,8 +185,10 @@ class Agent:
         stats: dict[str, Any] = {"agent": {"uptime": f"{time.time() - self.started_at:.0f}s"}}
         member: dict[str, Any] = {}
         if self.client is not None and self.client.client is not None:
+            known = self.remote.known_servers if self.remote else self._local_rpc()
             stats["client"] = {
                 "node_id": self.client.client.node_id,
+                "known_servers": ",".join(known),
                 "num_allocations": str(len(self.client.client.runners)),
             }
         if self.scheduler is not None and self.scheduler.server is not None:
@@ -127,6 +206,11 @@ class Agent:
             "stats": stats,
             "version": __version__,
         }
+
+    def _local_rpc(self) -> list[str]:
+        if self.scheduler is not None and self.scheduler.server is not None:
+            return [self.scheduler.server.info.rpc_addr]
+        return []
 
     def _alloc_dir(self, alloc_id: str) -> Any:
         return self.client.alloc_dir(alloc_id) if self.client else None

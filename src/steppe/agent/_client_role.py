@@ -19,12 +19,15 @@ from steppe.structs import NodeResources
 log = logging.getLogger(__name__)
 
 
-def build_drivers(config: AgentConfig) -> dict[str, Driver]:
+def build_drivers(config: AgentConfig, data_dir: Path) -> dict[str, Driver]:
+    """``task_root`` lets the process drivers find their own orphans under this agent's
+    allocation directories, and only there."""
     drivers: dict[str, Driver] = {}
+    task_root = data_dir / "alloc"
     if config.driver_enabled("raw_exec"):
-        drivers["raw_exec"] = RawExecDriver(enabled=True)
+        drivers["raw_exec"] = RawExecDriver(enabled=True, task_root=task_root)
     if config.driver_enabled("exec"):
-        drivers["exec"] = ExecDriver()
+        drivers["exec"] = ExecDriver(task_root=task_root)
     if config.driver_enabled("docker"):
         drivers["docker"] = DockerDriver(config.docker_endpoint() or None)
     return drivers
@@ -44,7 +47,7 @@ class ClientRole:
         self.server = server
         self.advertise_ip = advertise_ip
         self.data_dir, self._throwaway = client_data_dir(config)
-        self.drivers = build_drivers(config)
+        self.drivers = build_drivers(config, self.data_dir)
         self.client: Client | None = None
         self.registrar: ConsulAgentRegistrar | None = None
 

@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from steppe import jobspec
+from steppe.api._forward import FORWARDED_HEADER, forward
 from steppe.api._http import (
     BlockingQuery,
     blocking_query,
@@ -322,9 +323,14 @@ async def alloc_logs(request: web.Request) -> web.StreamResponse:
     snap = api.server.store.snapshot()
     alloc = _find(list(snap.allocs()), request.match_info["alloc_id"], "alloc")
     alloc_dir = api.alloc_dir(alloc.id) if api.alloc_dir else None
-    if alloc_dir is None:
-        raise NotFoundError(f"allocation {alloc.id} does not run on this agent's client")
-    return await stream_logs(request, alloc_dir, alloc)
+    if alloc_dir is not None:
+        return await stream_logs(request, alloc_dir, alloc)
+    node = snap.node(alloc.node_id)
+    if node is None or not node.http_addr or request.headers.get(FORWARDED_HEADER):
+        raise NotFoundError(f"allocation {alloc.id}: its node's logs are not reachable")
+    return await forward(
+        request, node.http_addr, f"/v1/client/fs/logs/{alloc.id}", {FORWARDED_HEADER: "1"}
+    )
 
 
 async def agent_join(request: web.Request) -> web.Response:
