@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 from steppe.scheduler._fit import Held, alloc_ports, held
 from steppe.scheduler._protocols import State
 from steppe.structs import Allocation, Job, Node, Plan, PlanAnnotations
+
+
+class Usage(Protocol):
+    node: Node
+    cpu: int
+    memory: int
+    cpu_cap: int
+    memory_cap: int
+    ports: set[int]
 
 
 class NodeUsage:
@@ -108,7 +118,19 @@ class Pass:
         self.ids = ids
         self._usage: dict[str, NodeUsage] = {}
 
+    def peek(self, node: Node) -> Usage:
+        """The node's usage for looking only: the shared :class:`Held` when this pass
+        has not touched the node (most candidates), so looking costs no copy."""
+        usage = self._usage.get(node.id)
+        if usage is not None:
+            return usage
+        node_id = node.id
+        if node_id in self.plan.node_update or node_id in self.plan.node_allocation:
+            return self.usage(node)
+        return held(node, self.state.allocs_by_node(node_id))
+
     def usage(self, node: Node) -> NodeUsage:
+        """The node's usage for changing: this pass's own copy."""
         usage = self._usage.get(node.id)
         if usage is None:
             allocs = self.state.allocs_by_node(node.id)

@@ -52,13 +52,21 @@ class Held:
     costs in proportion to the nodes that changed, not to every allocation on every
     node visited."""
 
-    __slots__ = ("allocs", "cpu", "cpu_cap", "memory", "memory_cap", "node", "ports")
+    __slots__ = ("allocs", "cpu", "cpu_cap", "memory", "memory_cap", "node", "ports", "reserved")
 
-    def __init__(self, node: Node, allocs: list[Allocation]) -> None:
+    def __init__(self, node: Node, allocs: list[Allocation], before: Held | None = None) -> None:
         self.node = node
         self.allocs = allocs
-        self.cpu_cap, self.memory_cap = node_capacity(node)
-        self.ports = node_reserved_ports(node)
+        self.cpu_cap: int
+        self.memory_cap: int
+        self.reserved: frozenset[int]
+        if before is not None:
+            self.cpu_cap, self.memory_cap = before.cpu_cap, before.memory_cap
+            self.reserved = before.reserved
+        else:
+            self.cpu_cap, self.memory_cap = node_capacity(node)
+            self.reserved = frozenset(node_reserved_ports(node))
+        self.ports = set(self.reserved)
         cpu = memory = 0
         for alloc in allocs:
             use = _USES.get(alloc.id)
@@ -95,17 +103,15 @@ _HELD_MAX = 200_000
 
 def held(node: Node, allocs: list[Allocation]) -> Held:
     entry = _HELD.get(node.id)
-    if (
-        entry is not None
-        and entry.node is node
-        and len(entry.allocs) == len(allocs)
-        and all(map(operator.is_, entry.allocs, allocs))
-    ):
-        return entry
+    if entry is not None and entry.node is node:
+        if len(entry.allocs) == len(allocs) and all(map(operator.is_, entry.allocs, allocs)):
+            return entry
+    else:
+        entry = None
     if len(_HELD) >= _HELD_MAX:
         _HELD.clear()
-    entry = _HELD[node.id] = Held(node, allocs)
-    return entry
+    fresh = _HELD[node.id] = Held(node, allocs, entry)
+    return fresh
 
 
 def allocs_fit(node: Node, allocs: Iterable[Allocation]) -> tuple[bool, str]:

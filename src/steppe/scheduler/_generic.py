@@ -110,7 +110,8 @@ class _Placer:
         if prev is not None and placement.stop_previous:
             pass_.stop(stopped(prev, placement.stop_previous, "", pass_.now))
         penalty = frozenset((prev.node_id,)) if placement.reschedule_delay >= 0 and prev else None
-        usage, metric = self.stack.select(ask, penalty or frozenset())
+        best, metric = self.stack.select(ask, penalty or frozenset())
+        usage = pass_.usage(best.node) if best is not None else None
         resources = allocated_resources(pass_, tg, usage) if usage is not None else None
         if usage is None or resources is None:
             if prev is not None and placement.stop_previous:

@@ -10,7 +10,7 @@ import math
 import random
 from collections.abc import Iterable
 
-from steppe.scheduler._context import NodeUsage, Pass
+from steppe.scheduler._context import Pass, Usage
 from steppe.scheduler._feasible import Feasibility, group_constraints, resolver
 from steppe.scheduler._fit import DIM_CPU, DIM_DYNAMIC_PORT, DIM_MEMORY, DIM_PORT
 from steppe.scheduler._nodes import ReadyNodes
@@ -26,6 +26,7 @@ from steppe.structs import (
     TaskGroup,
 )
 
+_pow = math.pow
 SKIP_SCORE_THRESHOLD = 0.0
 MAX_SKIP = 3
 DATACENTER = "${node.datacenter}"
@@ -111,7 +112,7 @@ class GroupAsk:
                 return prop.name
         return ""
 
-    def exhausted(self, usage: NodeUsage) -> str:
+    def exhausted(self, usage: Usage) -> str:
         if usage.cpu + self.cpu > usage.cpu_cap:
             return DIM_CPU
         if usage.memory + self.memory > usage.memory_cap:
@@ -126,12 +127,20 @@ class GroupAsk:
                 return DIM_DYNAMIC_PORT
         return ""
 
-    def rank(self, usage: NodeUsage, penalty: frozenset[str]) -> float:
+    def rank(self, usage: Usage, penalty: frozenset[str]) -> float:
         """The final score alone: the hot path, called for every candidate."""
         node = usage.node
-        total = binpack_score(
-            usage.cpu + self.cpu, usage.cpu_cap, usage.memory + self.memory, usage.memory_cap
-        )
+        cpu_cap, memory_cap = usage.cpu_cap, usage.memory_cap
+        if cpu_cap > 0 and memory_cap > 0:
+            # binpack_score, inlined: this line runs for every candidate of every placement
+            free_cpu = 1.0 - (usage.cpu + self.cpu) / cpu_cap
+            free_mem = 1.0 - (usage.memory + self.memory) / memory_cap
+            total = min(max(20.0 - (_pow(10.0, free_cpu) + _pow(10.0, free_mem)), 0.0), 18.0)
+            total /= 18.0
+        else:
+            total = binpack_score(
+                usage.cpu + self.cpu, cpu_cap, usage.memory + self.memory, memory_cap
+            )
         scores = 1
         collisions = self.tg_counts.get(node.id)
         if collisions:
@@ -151,7 +160,7 @@ class GroupAsk:
             scores += 1
         return total / scores
 
-    def score(self, usage: NodeUsage, penalty: frozenset[str]) -> tuple[float, dict[str, float]]:
+    def score(self, usage: Usage, penalty: frozenset[str]) -> tuple[float, dict[str, float]]:
         """The final score and its parts, as ``AllocMetric.Scores`` shows them."""
         node = usage.node
         parts = {
@@ -225,18 +234,18 @@ class Stack:
 
     def select(
         self, ask: GroupAsk, penalty: frozenset[str] = frozenset()
-    ) -> tuple[NodeUsage | None, AllocMetric]:
+    ) -> tuple[Usage | None, AllocMetric]:
         n = self.source.n
         draw = self.source.next
         limit = max(self.limit, min(max(ask.count, WIDE_LIMIT), n)) if ask.wide else self.limit
         evaluated = filtered = exhausted = 0
         constraint_filtered: dict[str, int] = {}
         dimension_exhausted: dict[str, int] = {}
-        best: NodeUsage | None = None
+        best: Usage | None = None
         best_score = -math.inf
         found = 0
-        skipped: list[tuple[float, NodeUsage]] = []
-        usage_of = self.pass_.usage
+        skipped: list[tuple[float, Usage]] = []
+        usage_of = self.pass_.peek
         reason_of = ask.feasibility.reason
         rank = ask.rank
         distinct = ask.distinct_hosts or bool(ask.distinct)
