@@ -17,7 +17,6 @@ from steppe.scheduler._nodes import ReadyNodes
 from steppe.scheduler._ports import dynamic_count, static_ports
 from steppe.scheduler._rank import AffinityScore, SpreadScore, binpack_score, spread_scores
 from steppe.structs import (
-    Allocation,
     AllocMetric,
     Job,
     NetworkResource,
@@ -287,7 +286,3 @@ class Stack:
             scores=ask.score(best, penalty)[1] if best is not None else {},
         )
         return best, metric
-
-
-def previous_nodes(allocs: Iterable[Allocation]) -> frozenset[str]:
-    return frozenset(a.node_id for a in allocs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -36,15 +36,16 @@ from steppe.structs import (
 )
 
 _counter = itertools.count(1)
-_ids = itertools.count(1)
 
 
 def uid() -> str:
-    """Unique but reproducible from run to run, so a failing test fails again."""
-    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"steppe-mock/{next(_ids)}"))
+    return str(uuid.uuid4())
 
 
-def _with(obj: Any, overrides: dict[str, Any]) -> Any:
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _with(obj: S, overrides: dict[str, Any]) -> S:
     return msgspec.structs.replace(obj, **overrides) if overrides else obj
 
 
@@ -88,7 +89,7 @@ def node(**overrides: Any) -> Node:
         ),
         status=NODE_STATUS_READY,
     )
-    return _with(base, overrides)  # type: ignore[no-any-return]
+    return _with(base, overrides)
 
 
 def task(**overrides: Any) -> Task:
@@ -99,7 +100,7 @@ def task(**overrides: Any) -> Task:
         env={"FOO": "bar"},
         resources=Resources(cpu=500, memory_mb=256),
     )
-    return _with(base, overrides)  # type: ignore[no-any-return]
+    return _with(base, overrides)
 
 
 def group(**overrides: Any) -> TaskGroup:
@@ -118,7 +119,7 @@ def group(**overrides: Any) -> TaskGroup:
             unlimited=False,
         ),
     )
-    return _with(base, overrides)  # type: ignore[no-any-return]
+    return _with(base, overrides)
 
 
 def job(**overrides: Any) -> Job:
@@ -135,7 +136,7 @@ def job(**overrides: Any) -> Job:
         task_groups=(group(),),
         meta={"owner": "armon"},
     )
-    return _with(base, overrides)  # type: ignore[no-any-return]
+    return _with(base, overrides)
 
 
 def batch_job(**overrides: Any) -> Job:
@@ -210,7 +211,7 @@ def alloc(**overrides: Any) -> Allocation:
         task_group="web",
         allocated_resources=resources(),
     )
-    return _with(base, overrides)  # type: ignore[no-any-return]
+    return _with(base, overrides)
 
 
 def eval(**overrides: Any) -> Evaluation:
@@ -221,7 +222,7 @@ def eval(**overrides: Any) -> Evaluation:
         triggered_by=TRIGGER_JOB_REGISTER,
         job_id=uid(),
     )
-    return _with(base, overrides)  # type: ignore[no-any-return]
+    return _with(base, overrides)
 
 
 def eval_for(job: Job, **overrides: Any) -> Evaluation:
