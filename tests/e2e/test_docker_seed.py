@@ -142,3 +142,44 @@ def _container_env(host: str, alloc_id: str) -> list[str]:
     assert len(ids) == 1, ids
     env: list[str] = json.loads(docker(host, "inspect", "--format", "{{json .Config.Env}}", ids[0]))
     return env
+
+
+def test_container_killed_behind_our_back_is_restarted_per_policy(
+    agent: AgentProcess, private_dockerd: str, tmp_path: Path
+) -> None:
+    seed = seed_text()
+    assert 'delay = "25s"' in seed and "count = 4" in seed
+    job_file = tmp_path / "nginx.nomad"
+    job_file.write_text(
+        seed.replace('delay = "25s"', 'delay = "1s"').replace("count = 4", "count = 2")
+    )
+    try:
+        agent.cli("job", "run", str(job_file))
+        live = wait_until(
+            lambda: running_allocs(agent, "nginx", 2), timeout=60, what="2 running allocations"
+        )
+        victim = live[0]["ID"]
+        before = {c for c, a in containers(private_dockerd).items() if a == victim}
+        assert len(before) == 1
+        docker(private_dockerd, "kill", next(iter(before)))
+
+        def restarted() -> dict[str, Any] | None:
+            state = agent.get(f"/v1/allocation/{victim}")["TaskStates"]["nginx"]
+            ok = state["State"] == "running" and state["Restarts"] == 1
+            mine = [c for c, a in containers(private_dockerd).items() if a == victim]
+            return state if ok and len(mine) == 1 else None
+
+        state = wait_until(restarted, timeout=30, what="the killed task running again")
+        types = [e["Type"] for e in state["Events"]]
+        assert types[-3:] == ["Terminated", "Restarting", "Started"], types
+        terminated = state["Events"][-3]
+        assert terminated["ExitCode"] == 137 and "oom_killed" not in terminated["Details"], (
+            terminated
+        )
+        url = web_url(agent, victim)
+        wait_until(lambda: welcome(url), timeout=30, what=f"restarted nginx at {url}")
+        assert agent.get(f"/v1/allocation/{victim}")["ClientStatus"] == "running"
+        shown = agent.cli("alloc", "status", victim).stdout
+        assert "Restarting" in shown and "Terminated" in shown
+    finally:
+        stop_job(agent, private_dockerd, "nginx")
