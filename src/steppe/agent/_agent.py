@@ -24,7 +24,7 @@ from steppe.agent._scheduler_role import SchedulerRole, advertise_ip
 from steppe.backend import Backend, MemoryBackend
 from steppe.client import ServerAPI
 from steppe.config import AgentConfig
-from steppe.errors import SteppeError
+from steppe.errors import NotFoundError, SteppeError
 from steppe.rpc import RemoteServerAPI, RPCServer, ServerEndpoint, with_default_port
 from steppe.structs import to_builtins
 
@@ -125,7 +125,10 @@ class Agent:
             server_api = remote
             app = build_forwarding_app(
                 self._server_http_addresses,
-                {"/v1/agent/self": self._agent_self_handler},
+                {
+                    "/v1/agent/self": self._agent_self_handler,
+                    "/v1/client/fs/logs/{alloc_id}": self._local_logs_handler,
+                },
             )
             self._runners.append(await serve(app, *config.http_bind()))
         self.client = ClientRole(config, server_api, self.advertise_ip)
@@ -149,6 +152,15 @@ class Agent:
         from steppe.api._http import json_response
 
         return json_response(self.agent_self())
+
+    async def _local_logs_handler(self, request: web.Request) -> web.StreamResponse:
+        from steppe.api.nomad import stream_logs
+
+        alloc_id = request.match_info["alloc_id"]
+        alloc_dir = self._alloc_dir(alloc_id)
+        if alloc_dir is None or self.client is None or self.client.client is None:
+            raise NotFoundError(f"allocation {alloc_id} does not run on this node")
+        return await stream_logs(request, alloc_dir, self.client.client.allocation(alloc_id))
 
     async def stop(self, leave_running: bool | None = None) -> None:
         if leave_running is None:
