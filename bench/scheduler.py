@@ -213,10 +213,10 @@ def main() -> None:
             f"{r['wall_seconds']:>8} "
             f"{r['placements_per_s']:>13} {r['plan_apply_seconds']:>13}"
         )
-    biggest = [r for r in rows if r["nodes"] == max(n for n, _ in scenarios)]
-    ok = all(r["placements_per_s"] >= TARGET for r in biggest)
-    verdict = "met" if ok else "NOT met"
-    print(f"target >= {TARGET} placements/s at {biggest[0]['nodes']} nodes: {verdict}")
+    for r in rows:
+        if r["nodes"] == max(n for n, _ in scenarios):
+            verdict = "met" if r["placements_per_s"] >= TARGET else "NOT met"
+            print(f"target >= {TARGET} placements/s at {r['nodes']} nodes, {r['state']}: {verdict}")
     if not args.quick:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(
