@@ -8,6 +8,7 @@ backend's own compare, and an acquire fails atomically if its session has just g
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ class KVWriter:
         self._store = store
         self._lock_delayed = lock_delayed
         self._prefix = store.root + KV.prefix
+        self._batcher = _GroupCommit(self)
 
     def backend_key(self, key: str) -> str:
         return self._prefix + key
@@ -95,6 +97,11 @@ class KVWriter:
     async def put(self, w: KVWrite) -> bool:
         """Applies a PUT; False when a CAS, acquire or release did not take."""
         validate_write(w)
+        if w.cas is None and not w.acquire and not w.release:
+            return await self._batcher.put(w)
+        return await self.put_one(w)
+
+    async def put_one(self, w: KVWrite) -> bool:
         cur, rev = self._cached(w.key)
         if w.cas is not None and rev != w.cas:
             cur, rev = await self._fresh(w.key)
@@ -138,3 +145,81 @@ class KVWriter:
             result = await self._store.backend.txn([], [Delete(backend_key)])
         await self._store.wait_for_revision(result.revision)
         return True
+
+
+class _GroupCommit:
+    """Plain PUTs that arrive together commit as one backend transaction (group commit).
+
+    Each write still compares its own key's revision; if any compare fails the batch is
+    retried write by write, so batching never changes an outcome, only the cost: one
+    transaction, one watch event and one cache update for up to ``max_batch`` writes.
+    """
+
+    def __init__(self, writer: KVWriter) -> None:
+        self._writer = writer
+        self._queue: list[tuple[KVWrite, asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+        backend = writer._store.backend
+        self._max_ops = max(1, min(128, backend.max_txn_ops))
+        self._max_bytes = backend.max_txn_bytes // 2
+
+    async def put(self, w: KVWrite) -> bool:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((w, fut))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_all())
+        return await fut
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._queue:
+                batch: list[tuple[KVWrite, asyncio.Future[bool]]] = []
+                seen: set[str] = set()
+                size = 0
+                rest = []
+                for item in self._queue:
+                    w = item[0]
+                    if w.key in seen or len(batch) >= self._max_ops or size > self._max_bytes:
+                        rest.append(item)
+                        continue
+                    seen.add(w.key)
+                    size += len(w.key) + len(w.value or b"") + 64
+                    batch.append(item)
+                self._queue = rest
+                await self._commit(batch)
+        finally:
+            self._task = None
+
+    async def _commit(self, batch: list[tuple[KVWrite, asyncio.Future[bool]]]) -> None:
+        writer = self._writer
+        try:
+            snap = writer._store.snapshot()
+            rows = snap.table(KV.name).rows
+            compares, ops = [], []
+            for w, _ in batch:
+                entry = writer.decide(w, rows.get(w.key))
+                assert entry is not None
+                key = writer.backend_key(w.key)
+                compares.append(Compare(key, "mod", "==", snap.revision_of(KV.name, w.key)))
+                ops.append(Put(key, to_msgpack(entry)))
+            result = await writer._store.backend.txn(compares, ops)
+            if result.succeeded:
+                await writer._store.wait_for_revision(result.revision)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(True)
+                return
+            outcomes = await asyncio.gather(
+                *(writer.put_one(w) for w, _ in batch), return_exceptions=True
+            )
+            for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)

@@ -12,7 +12,6 @@ from typing import Any
 
 from aiohttp import web
 
-from steppe.api._http import error_middleware
 from steppe.api.consul import _agent, _catalog, _kv
 from steppe.api.consul._common import CTX, ConsulContext
 from steppe.catalog import CatalogServer, LocalAgent
@@ -29,7 +28,7 @@ def build_consul_app(
     """``agent_info`` is merged into ``/v1/agent/self``'s ``Config``; ``members`` answers
     ``/v1/agent/members`` (default: this agent alone); ``leader`` answers
     ``/v1/status/leader`` as ``host:port``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
+    app = web.Application(client_max_size=2 * 1024 * 1024)
     ctx = ConsulContext(catalog, agent, dict(agent_info or {}), members, leader)
     app[CTX] = ctx
     _kv.add_routes(app)

@@ -9,6 +9,7 @@ from aiohttp import web
 from steppe.api.consul._common import (
     blocking_read,
     ctx_of,
+    guarded,
     json_body,
     respond,
     route_dc,
@@ -165,30 +166,39 @@ def _session_read(pick: Any) -> Any:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/v1/agent/self", agent_self)
-    r.add_get("/v1/agent/members", members)
-    r.add_get("/v1/agent/services", services)
-    r.add_get("/v1/agent/service/{id}", service)
-    r.add_get("/v1/agent/checks", checks)
-    r.add_put("/v1/agent/service/register", service_register)
-    r.add_put("/v1/agent/service/deregister/{id}", service_deregister)
-    r.add_put("/v1/agent/check/register", check_register)
-    r.add_put("/v1/agent/check/deregister/{id}", check_deregister)
-    r.add_put("/v1/agent/check/{verb:pass|warn|fail}/{id}", check_ttl)
-    r.add_put("/v1/agent/check/update/{id}", check_update)
-    r.add_put("/v1/session/create", session_create)
-    r.add_put("/v1/session/destroy/{id}", session_destroy)
-    r.add_put("/v1/session/renew/{id}", session_renew)
+    r.add_get("/v1/agent/self", guarded(agent_self))
+    r.add_get("/v1/agent/members", guarded(members))
+    r.add_get("/v1/agent/services", guarded(services))
+    r.add_get("/v1/agent/service/{id}", guarded(service))
+    r.add_get("/v1/agent/checks", guarded(checks))
+    r.add_put("/v1/agent/service/register", guarded(service_register))
+    r.add_put("/v1/agent/service/deregister/{id}", guarded(service_deregister))
+    r.add_put("/v1/agent/check/register", guarded(check_register))
+    r.add_put("/v1/agent/check/deregister/{id}", guarded(check_deregister))
+    r.add_put("/v1/agent/check/{verb:pass|warn|fail}/{id}", guarded(check_ttl))
+    r.add_put("/v1/agent/check/update/{id}", guarded(check_update))
+    r.add_put("/v1/session/create", guarded(session_create))
+    r.add_put("/v1/session/destroy/{id}", guarded(session_destroy))
+    r.add_put("/v1/session/renew/{id}", guarded(session_renew))
     r.add_get(
         "/v1/session/info/{id}",
-        _session_read(
-            lambda req, snap: [s] if (s := snap.get(SESSIONS.name, req.match_info["id"])) else []
+        guarded(
+            _session_read(
+                lambda req, snap: (
+                    [s] if (s := snap.get(SESSIONS.name, req.match_info["id"])) else []
+                )
+            )
         ),
     )
     r.add_get(
         "/v1/session/node/{node}",
-        _session_read(
-            lambda req, snap: snap.by_index(SESSIONS.name, "node", req.match_info["node"])
+        guarded(
+            _session_read(
+                lambda req, snap: snap.by_index(SESSIONS.name, "node", req.match_info["node"])
+            )
         ),
     )
-    r.add_get("/v1/session/list", _session_read(lambda _req, snap: list(snap.rows(SESSIONS.name))))
+    r.add_get(
+        "/v1/session/list",
+        guarded(_session_read(lambda _req, snap: list(snap.rows(SESSIONS.name)))),
+    )

@@ -11,6 +11,7 @@ from steppe.api._http import flag
 from steppe.api.consul._common import (
     blocking_read,
     ctx_of,
+    guarded,
     json_body,
     respond,
     route_dc,
@@ -86,39 +87,43 @@ async def peers(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/v1/catalog/datacenters", datacenters)
-    r.add_get("/v1/catalog/nodes", _read(_NODES, lambda _r, s: reads.nodes(s)))
-    r.add_get("/v1/catalog/services", _read(_SERVICES, lambda _r, s: reads.services(s)))
+    r.add_get("/v1/catalog/datacenters", guarded(datacenters))
+    r.add_get("/v1/catalog/nodes", guarded(_read(_NODES, lambda _r, s: reads.nodes(s))))
+    r.add_get("/v1/catalog/services", guarded(_read(_SERVICES, lambda _r, s: reads.services(s))))
     r.add_get(
         "/v1/catalog/service/{name}",
-        _read(
-            ("services", "cnodes"),
-            lambda req, s: reads.service_nodes(s, req.match_info["name"], _tag(req)),
+        guarded(
+            _read(
+                ("services", "cnodes"),
+                lambda req, s: reads.service_nodes(s, req.match_info["name"], _tag(req)),
+            )
         ),
     )
     r.add_get(
         "/v1/catalog/node/{node}",
-        _read(CATALOG_READ, lambda req, s: reads.node_services(s, req.match_info["node"])),
+        guarded(_read(CATALOG_READ, lambda req, s: reads.node_services(s, req.match_info["node"]))),
     )
-    r.add_put("/v1/catalog/register", register)
-    r.add_put("/v1/catalog/deregister", deregister)
+    r.add_put("/v1/catalog/register", guarded(register))
+    r.add_put("/v1/catalog/deregister", guarded(deregister))
     r.add_get(
         "/v1/health/service/{name}",
-        _read(
-            CATALOG_READ,
-            lambda req, s: reads.health_service(
-                s, req.match_info["name"], _tag(req), flag(req, "passing")
-            ),
+        guarded(
+            _read(
+                CATALOG_READ,
+                lambda req, s: reads.health_service(
+                    s, req.match_info["name"], _tag(req), flag(req, "passing")
+                ),
+            )
         ),
     )
     r.add_get(
         "/v1/health/checks/{name}",
-        _read(("checks",), lambda req, s: reads.service_checks(s, req.match_info["name"])),
+        guarded(_read(("checks",), lambda req, s: reads.service_checks(s, req.match_info["name"]))),
     )
     r.add_get(
         "/v1/health/node/{node}",
-        _read(("checks",), lambda req, s: reads.node_checks(s, req.match_info["node"])),
+        guarded(_read(("checks",), lambda req, s: reads.node_checks(s, req.match_info["node"]))),
     )
-    r.add_get("/v1/health/state/{state}", health_state)
-    r.add_get("/v1/status/leader", leader)
-    r.add_get("/v1/status/peers", peers)
+    r.add_get("/v1/health/state/{state}", guarded(health_state))
+    r.add_get("/v1/status/leader", guarded(leader))
+    r.add_get("/v1/status/peers", guarded(peers))

@@ -4,7 +4,8 @@ blocking reads, and ``?dc=`` routing to another datacenter."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -12,13 +13,15 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from steppe.api._http import blocking_query
+from steppe.api._http import blocking_query, error_status
 from steppe.catalog import CatalogServer, LocalAgent
-from steppe.errors import ValidationError
+from steppe.errors import SteppeError, ValidationError
 from steppe.state import StateSnapshot
 from steppe.structs import to_json
 
 T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 
@@ -141,3 +144,21 @@ async def json_body(request: web.Request, *, required: bool = True) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise ValidationError(f"Request decode failed: {exc}") from exc
+
+
+def guarded(fn: Handler) -> Handler:
+    """Maps Steppe's errors to answers with a message (a wrapper rather than a middleware,
+    so the KV read path pays for none of it)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            return await fn(request)
+        except web.HTTPException:
+            raise
+        except SteppeError as exc:
+            return text_error(error_status(exc), str(exc))
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            return text_error(500, "internal error; see the agent's log")
+
+    return handler

@@ -12,6 +12,7 @@ from steppe.api.consul._common import (
     JSON,
     blocking_read,
     ctx_of,
+    guarded,
     headers,
     int_param,
     json_body,
@@ -47,16 +48,21 @@ def _keys(snap: StateSnapshot, prefix: str, separator: str) -> list[str]:
 
 
 async def kv_get(request: web.Request) -> web.StreamResponse:
+    if request.query_string:
+        return await _kv_get_query(request)
+    snap = ctx_of(request).catalog.store.snapshot()
+    entry = snap.table("kv").rows.get(request.match_info["key"])
+    if entry is None:
+        return web.Response(status=404, headers=headers(max(snap.table_index("kv"), 1)))
+    return web.Response(
+        body=to_json((entry,)), content_type=JSON, headers=headers(entry.modify_index)
+    )
+
+
+@guarded
+async def _kv_get_query(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
     query = request.query
-    if not query:
-        snap = ctx_of(request).catalog.store.snapshot()
-        entry = snap.table("kv").rows.get(key)
-        if entry is None:
-            return web.Response(status=404, headers=headers(max(snap.table_index("kv"), 1)))
-        return web.Response(
-            body=to_json((entry,)), content_type=JSON, headers=headers(entry.modify_index)
-        )
     routed = await route_dc(request)
     if routed is not None:
         return routed
@@ -149,6 +155,6 @@ async def txn(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/kv/{key:.*}", kv_get)
-    app.router.add_put("/v1/kv/{key:.*}", kv_put)
-    app.router.add_delete("/v1/kv/{key:.*}", kv_delete)
-    app.router.add_put("/v1/txn", txn)
+    app.router.add_put("/v1/kv/{key:.*}", guarded(kv_put))
+    app.router.add_delete("/v1/kv/{key:.*}", guarded(kv_delete))
+    app.router.add_put("/v1/txn", guarded(txn))

@@ -1,0 +1,165 @@
+"""KV throughput of one dev agent over HTTP: PUT and GET requests/s with 64 concurrent
+clients (keep-alive connections), against the catalog dev server started here.
+
+    .venv/bin/python bench/kv.py [--seconds 5] [--clients 64]
+
+Prints the figures and writes them to ``bench/results/kv.json``. The load generator is a
+minimal HTTP/1.1 client on raw asyncio protocols (uvloop) so it costs the server's core as
+little as possible; on a 2-core machine client and server share the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection that sends the next request as soon as a reply is whole."""
+
+    def __init__(self, requests: list[bytes], stop_at: float, done: asyncio.Future[int]) -> None:
+        self.requests = requests
+        self.stop_at = stop_at
+        self.done = done
+        self.buf = b""
+        self.count = 0
+        self.errors = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.requests[self.count % len(self.requests)])
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buf[:head_end]
+            length = 0
+            cl = head.lower().find(b"content-length:")
+            if cl >= 0:
+                length = int(head[cl + 15 : head.find(b"\r\n", cl)].strip() or b"0")
+            total = head_end + 4 + length
+            if len(self.buf) < total:
+                return
+            if not head.startswith(b"HTTP/1.1 200"):
+                self.errors += 1
+            self.buf = self.buf[total:]
+            self.count += 1
+            if time.monotonic() >= self.stop_at:
+                if not self.done.done():
+                    self.done.set_result(self.count)
+                assert self.transport is not None
+                self.transport.close()
+                return
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(self.count)
+
+
+async def _run(
+    port: int, clients: int, seconds: float, requests: list[list[bytes]]
+) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    stop_at = time.monotonic() + seconds
+    futures: list[asyncio.Future[int]] = []
+    conns: list[_Conn] = []
+    start = time.monotonic()
+    for i in range(clients):
+        fut: asyncio.Future[int] = loop.create_future()
+        futures.append(fut)
+        reqs = requests[i % len(requests)]
+        _, proto = await loop.create_connection(
+            lambda r=reqs, f=fut: _Conn(r, stop_at, f), "127.0.0.1", port
+        )
+        conns.append(proto)
+    await asyncio.gather(*futures)
+    elapsed = time.monotonic() - start
+    total = sum(c.count for c in conns)
+    return {"requests": total, "seconds": elapsed, "per_second": total / elapsed,
+            "errors": sum(c.errors for c in conns)}  # fmt: skip
+
+
+def _put(key: str, value: bytes) -> bytes:
+    return (
+        f"PUT /v1/kv/{key} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(value)}\r\n\r\n"
+    ).encode() + value
+
+
+def _get(key: str) -> bytes:
+    return f"GET /v1/kv/{key} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=64)
+    args = parser.parse_args()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "steppe.api.consul._devserver", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline().decode()
+        if not line.startswith("ready"):
+            sys.exit(f"dev server did not start: {line!r}")
+        value = b"x" * 100
+        puts = [[_put(f"bench/{c}/{i}", value) for i in range(100)] for c in range(args.clients)]
+        gets = [[_get(f"bench/{c}/{i}") for i in range(100)] for c in range(args.clients)]
+        uvloop.install()
+        put = asyncio.run(_run(port, args.clients, args.seconds, puts))
+        get = asyncio.run(_run(port, args.clients, args.seconds, gets))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    result = {
+        "clients": args.clients,
+        "put_per_second": round(put["per_second"]),
+        "get_per_second": round(get["per_second"]),
+        "put_errors": put["errors"],
+        "get_errors": get["errors"],
+        "targets": {"put_per_second": 4000, "get_per_second": 10000},
+        "cpus": os.cpu_count(),
+    }
+    print(f"KV PUT: {result['put_per_second']:>8,} req/s  ({put['errors']} errors)")
+    print(f"KV GET: {result['get_per_second']:>8,} req/s  ({get['errors']} errors)")
+    out = ROOT / "bench" / "results" / "kv.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
