@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from steppe import __version__
+from steppe.agent._catalog_role import CatalogRole
 from steppe.agent._client_role import ClientRole
 from steppe.agent._consul_join import ConsulJoin
 from steppe.agent._http import serve
@@ -38,7 +39,7 @@ class Agent:
         self.shared_backend: Backend | None = MemoryBackend() if config.dev_mode else None
         self.scheduler: SchedulerRole | None = None
         self.client: ClientRole | None = None
-        self.catalog: Any = None
+        self.catalog: CatalogRole | None = None
         self._runners: list[web.AppRunner] = []
         self._joins: set[str] = set(config.server.join_addresses())
         self.consul_join = ConsulJoin(config)
@@ -60,9 +61,7 @@ class Agent:
         config = self.config
         if not config.dev_mode and config.server.enabled and not config.data_dir:
             raise SteppeError("a server needs data_dir (or -data-dir) to keep its state")
-        if (config.catalog_server or config.dev_mode) and _catalog_available():
-            from steppe.agent._catalog_role import CatalogRole
-
+        if config.catalog_server or config.dev_mode:
             self.catalog = CatalogRole(config, self.shared_backend, self.advertise_ip)
             await self.catalog.start()
             self._runners.append(await serve(self.catalog.app(self), *config.catalog_http_bind()))
@@ -226,12 +225,6 @@ class Agent:
 
     def _alloc_dir(self, alloc_id: str) -> Any:
         return self.client.alloc_dir(alloc_id) if self.client else None
-
-
-def _catalog_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("steppe.agent._catalog_role") is not None
 
 
 async def run_until_signalled(agent: Agent) -> None:

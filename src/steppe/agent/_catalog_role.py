@@ -1,0 +1,259 @@
+"""The catalog role (Consul's server): the datacenter's store, the catalog and the
+local agent's services and checks, Consul's HTTP API on 8500 and DNS on 8600.
+
+Datacenters federate over their HTTP APIs: ``join -wan ADDR`` (or ``retry_join_wan``)
+learns which datacenter ADDR serves, and requests with ``?dc=`` that name it are
+forwarded there. The map of known datacenters is kept in the datacenter's own store,
+so every catalog server of the datacenter forwards alike, and it survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from steppe import __version__
+from steppe.agent._http import serve
+from steppe.agent._scheduler_role import add_peering_routes
+from steppe.agent._store_cluster import StoreCluster
+from steppe.api.consul import build_consul_app
+from steppe.backend import Backend, EtcdBackend
+from steppe.catalog import CATALOG_TABLES, CatalogDNSView, CatalogServer, LocalAgent, catalog_root
+from steppe.config import AgentConfig
+from steppe.dns import DNSServer, parse_dns_config
+from steppe.errors import SteppeError, ValidationError
+from steppe.state import StateStore
+
+log = logging.getLogger(__name__)
+WAN_PREFIX = "_steppe/wan/"
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns // 1_000_000}ms"
+
+
+def dns_settings(config: AgentConfig) -> dict[str, Any]:
+    """The agent config in the shape the DNS server's parser reads."""
+    dns = config.dns_config
+    block: dict[str, Any] = {
+        "node_ttl": _seconds(dns.node_ttl),
+        "service_ttl": {k: _seconds(v) for k, v in dns.service_ttl.items()},
+        "allow_stale": dns.allow_stale,
+        "max_stale": _seconds(dns.max_stale),
+        "udp_answer_limit": dns.udp_answer_limit,
+    }
+    return {
+        "domain": config.domain,
+        "recursors": list(config.recursors),
+        "ports": {"dns": config.ports.dns},
+        "addresses": {"dns": config.dns_bind()[0]},
+        "dns_config": block,
+    }
+
+
+class CatalogRole:
+    def __init__(
+        self, config: AgentConfig, shared_backend: Backend | None, advertise_ip: str
+    ) -> None:
+        self.config = config
+        self.advertise_ip = advertise_ip
+        self.shared_backend = shared_backend
+        self.cluster: StoreCluster | None = None
+        host, port = config.catalog_http_bind()
+        self.http_addr = f"{advertise_ip if host in ('0.0.0.0', '') else host}:{port}"
+        if shared_backend is None and not config.etcd.endpoints:
+            self.cluster = StoreCluster(
+                scope="dc",
+                name=config.node_name(),
+                base_dir=Path(config.data_dir) / "catalog",
+                advertise_ip=advertise_ip,
+                http_addr=self.http_addr,
+                client_port=config.ports.catalog_etcd_client,
+                peer_port=config.ports.catalog_etcd_peer,
+                bootstrap_expect=config.bootstrap_expect,
+                join_addresses=lambda: (*config.retry_join, *config.start_join),
+            )
+        self.store: StateStore | None = None
+        self.catalog: CatalogServer | None = None
+        self.local: LocalAgent | None = None
+        self.dns: DNSServer | None = None
+        self._remote: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.shared_backend is not None:
+            backend: Backend = self.shared_backend
+        elif self.cluster is not None:
+            backend = await self._form_cluster()
+        else:
+            backend = EtcdBackend(list(self.config.etcd.endpoints))
+        dc = self.config.datacenter
+        self.store = StateStore(backend, CATALOG_TABLES, catalog_root(dc))
+        await self.store.start()
+        self.catalog = CatalogServer(
+            self.store, dc, self.config.node_name(), remote_datacenters=lambda: self._remote
+        )
+        await self.catalog.start()
+        self.local = LocalAgent(
+            self.catalog,
+            self.config.node_name(),
+            self.advertise_ip,
+            enable_script_checks=self.config.enable_script_checks,
+        )
+        await self.local.start()
+        await self._load_wan()
+        for address in (*self.config.retry_join_wan, *self.config.start_join_wan):
+            self._tasks.append(asyncio.ensure_future(self._retry_join_wan(address)))
+
+    async def _form_cluster(self) -> Backend:
+        """Peers may need our peering endpoint before the real API exists: serve just
+        that until the store is formed."""
+        assert self.cluster is not None
+        cluster = self.cluster
+        app = web.Application()
+        add_peering_routes(app, lambda scope: cluster if scope == "dc" else None)
+        runner = await serve(app, *self.config.catalog_http_bind())
+        try:
+            return await cluster.start()
+        finally:
+            await runner.cleanup()
+
+    def app(self, agent: Any) -> web.Application:
+        assert self.catalog is not None and self.local is not None
+        info = {
+            "Datacenter": self.config.datacenter,
+            "NodeName": self.config.node_name(),
+            "Server": self.config.catalog_server,
+            "Version": __version__,
+        }
+        app = build_consul_app(
+            self.catalog,
+            self.local,
+            agent_info=info,
+            members=self.members,
+            leader=self.leader,
+        )
+        app.router.add_put("/v1/agent/join/{address}", self._join_handler)
+        add_peering_routes(app, lambda scope: self.cluster if scope == "dc" else None)
+        return app
+
+    async def start_dns(self) -> None:
+        assert self.catalog is not None
+        self.dns = DNSServer(
+            CatalogDNSView(self.catalog), parse_dns_config(dns_settings(self.config))
+        )
+        try:
+            await self.dns.start()
+        except (OSError, SteppeError) as exc:
+            if not self.config.dev_mode:
+                raise
+            log.warning("dev agent: no DNS listener (%s)", exc)
+            self.dns = None
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.dns is not None:
+            await self.dns.stop()
+        if self.local is not None:
+            await self.local.stop()
+        if self.catalog is not None:
+            await self.catalog.stop()
+        if self.store is not None:
+            await self.store.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+
+    def members(self) -> list[dict[str, Any]]:
+        host, port = self.http_addr.rpartition(":")[0], self.config.ports.serf_lan
+        return [
+            {
+                "Name": self.config.node_name(),
+                "Addr": host,
+                "Port": port,
+                "Status": 1,
+                "Tags": {
+                    "dc": self.config.datacenter,
+                    "role": "consul",
+                    "build": __version__,
+                    "vsn": "2",
+                    **(
+                        {"expect": str(self.config.bootstrap_expect)}
+                        if self.config.catalog_server
+                        else {}
+                    ),
+                },
+            }
+        ]
+
+    def leader(self) -> str:
+        return f"{self.http_addr.rpartition(':')[0]}:{self.config.ports.server}"
+
+    # WAN federation ------------------------------------------------------------------
+    async def _join_handler(self, request: web.Request) -> web.Response:
+        if request.query.get("wan", "").lower() not in ("1", "true"):
+            raise ValidationError("only WAN joins (?wan=1) are supported by catalog agents")
+        dc = await self.join_wan(request.match_info["address"])
+        return web.json_response({"Datacenter": dc})
+
+    async def join_wan(self, address: str) -> str:
+        """Learns which datacenter ``address`` (host[:port] of a catalog API) serves,
+        stores it, and introduces us back so the link works both ways."""
+        base = address if "://" in address else f"http://{address}"
+        if base.count(":") < 2:
+            base = f"{base}:{self.config.ports.catalog_http}"
+        try:
+            remote = await asyncio.to_thread(_get_json, f"{base}/v1/agent/self")
+        except (OSError, ValueError) as exc:
+            raise SteppeError(f"cannot reach a catalog agent at {address}: {exc}") from exc
+        dc = str(remote.get("Config", {}).get("Datacenter", ""))
+        if not dc:
+            raise SteppeError(f"{address} did not say which datacenter it serves")
+        if dc == self.config.datacenter:
+            return dc
+        known = self._remote.get(dc) == base
+        await self._remember(dc, base)
+        if not known:
+            wan_addr = self.config.advertise_addr_wan
+            mine = self.http_addr if not wan_addr or wan_addr.startswith("[") else wan_addr
+            with contextlib.suppress(OSError, ValueError):
+                await asyncio.to_thread(_get_json, f"{base}/v1/agent/join/{mine}?wan=1", "PUT")
+        return dc
+
+    async def _remember(self, dc: str, base: str) -> None:
+        assert self.catalog is not None
+        self._remote[dc] = base
+        await self.catalog.store.backend.put(
+            self.catalog.store.root + WAN_PREFIX + dc, base.encode()
+        )
+
+    async def _load_wan(self) -> None:
+        assert self.store is not None
+        kvs, _ = await self.store.backend.range(self.store.root + WAN_PREFIX)
+        for kv in kvs:
+            self._remote[kv.key.rpartition("/")[2]] = kv.value.decode()
+
+    async def _retry_join_wan(self, address: str) -> None:
+        while True:
+            try:
+                await self.join_wan(address)
+                return
+            except SteppeError as exc:
+                log.info("retry_join_wan %s: %s", address, exc)
+                await asyncio.sleep(5)
+
+
+def _get_json(url: str, method: str = "GET") -> Any:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "PUT" else None)
+    with urllib.request.urlopen(req, timeout=5) as response:
+        return json.loads(response.read() or b"null")
