@@ -183,3 +183,93 @@ def test_container_killed_behind_our_back_is_restarted_per_policy(
         assert "Restarting" in shown and "Terminated" in shown
     finally:
         stop_job(agent, private_dockerd, "nginx")
+
+
+SENTINEL = """
+job "sentinel" {
+  region      = "eu"
+  datacenters = ["ams2"]
+  group "g" {
+    task "t" {
+      driver = "docker"
+      config {
+        image   = "local/busybox:latest"
+        command = "sleep"
+        args    = ["3600"]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"""
+
+
+def _prove_client_synced(agent: AgentProcess, host: str, job_file: Path) -> None:
+    """Runs and stops a small job. The client handles server changes one pass at a time and
+    removes orphans at the end of its first pass, so once this job's stop is carried out,
+    anything the restarted agent would have started or removed has happened."""
+    agent.cli("job", "run", str(job_file))
+    alloc = wait_until(
+        lambda: (running_allocs(agent, "sentinel", 1) or [None])[0],
+        timeout=30,
+        what="sentinel running",
+    )
+    wait_until(
+        lambda: alloc["ID"] in containers(host).values(), timeout=30, what="sentinel container"
+    )
+    agent.cli("job", "stop", "-purge", "sentinel")
+    wait_until(
+        lambda: alloc["ID"] not in containers(host, stopped_too=True).values(),
+        timeout=30,
+        what="sentinel container removed",
+    )
+
+
+def test_agent_restart_keeps_the_same_containers(private_dockerd: str, tmp_path: Path) -> None:
+    config = single_node_config(tmp_path, region="eu", datacenter="ams2")
+    job_file = tmp_path / "nginx.nomad"
+    job_file.write_text(seed_text())
+    sentinel = tmp_path / "sentinel.nomad"
+    sentinel.write_text(SENTINEL)
+    env = {"DOCKER_HOST": private_dockerd}
+    try:
+        with config_agent(config, env=env, log_name="first.log") as first:
+            first.cli("job", "run", str(job_file))
+            live = wait_until(
+                lambda: running_allocs(first, "nginx", 4), timeout=60, what="4 running allocs"
+            )
+            before = containers(private_dockerd)
+            assert set(before.values()) == {a["ID"] for a in live}
+        assert containers(private_dockerd) == before, "stopping the agent stopped containers"
+
+        with config_agent(config, env=env, log_name="second.log") as second:
+            _prove_client_synced(second, private_dockerd, sentinel)
+            assert containers(private_dockerd) == before
+            again = wait_until(
+                lambda: running_allocs(second, "nginx", 4), timeout=30, what="4 running allocs"
+            )
+            assert {a["ID"] for a in again} == set(before.values())
+            for alloc in again:
+                state = second.get(f"/v1/allocation/{alloc['ID']}")["TaskStates"]["nginx"]
+                assert state["Restarts"] == 0
+                assert [e["Type"] for e in state["Events"]].count("Started") == 1
+                url = web_url(second, alloc["ID"])
+                wait_until(lambda url=url: welcome(url), timeout=30, what=f"nginx at {url}")
+            second.cli("job", "stop", "-purge", "nginx")
+            wait_until(
+                lambda: not containers(private_dockerd, stopped_too=True),
+                timeout=60,
+                what="containers removed",
+            )
+    finally:
+        _remove_labelled(private_dockerd)
+
+
+def _remove_labelled(host: str) -> None:
+    """What an agent that failed half-way left: our containers only (by label)."""
+    ids = list(containers(host, stopped_too=True))
+    if ids:
+        docker(host, "rm", "-f", "-v", *ids)

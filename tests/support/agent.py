@@ -22,12 +22,22 @@ STEPPE = [sys.executable, "-m", "steppe"]
 
 
 def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each socket stays bound until all are picked, since the
+    kernel may hand a just-released port out again."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass
@@ -78,7 +88,7 @@ def dev_agent(*extra: str, env: dict[str, str] | None = None) -> Iterator[AgentP
     """``steppe agent -dev`` on free ports; stopped (SIGTERM, then SIGKILL) by its PID.
 
     ``env`` adds to the agent's (and its CLI calls') environment, e.g. ``DOCKER_HOST``."""
-    http, catalog, dns = free_port(), free_port(), free_port()
+    http, catalog, dns = free_ports(3)
     workdir = Path(tempfile.mkdtemp(prefix="steppe-e2e-"))
     args = [*STEPPE, "agent", "-dev", "-http-port", str(http)]
     args += ["-consul-http-port", str(catalog), "-dns-port", str(dns), *extra]
@@ -101,8 +111,7 @@ class AgentConfigFile:
 def single_node_config(
     workdir: Path, *, region: str = "global", datacenter: str = "dc1", name: str = "solo"
 ) -> AgentConfigFile:
-    http, rpc, etcd_client, etcd_peer = free_port(), free_port(), free_port(), free_port()
-    catalog, dns = free_port(), free_port()
+    http, rpc, etcd_client, etcd_peer, catalog, dns = free_ports(6)
     data_dir = workdir / "data"
     path = workdir / "agent.hcl"
     path.write_text(
@@ -115,6 +124,10 @@ def single_node_config(
         f"  etcd_client = {etcd_client}\n  etcd_peer = {etcd_peer}\n}}\n"
         "server {\n  enabled = true\n  bootstrap_expect = 1\n}\n"
         "client {\n  enabled = true\n}\n"
+        # never the machine's own catalog on 8500: an address of our own, with no catalog
+        # behind it unless a test starts one (registrations then only log warnings)
+        f'consul {{\n  address = "127.0.0.1:{catalog}"\n'
+        "  server_auto_join = false\n  client_auto_join = false\n  auto_advertise = false\n}\n"
     )
     return AgentConfigFile(path, data_dir, http, catalog, dns)
 
@@ -157,11 +170,13 @@ def _running(
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise AssertionError(f"agent exited early:\n{agent.log()}")
+                return True
             nodes = agent.get("/v1/nodes")
             return bool(nodes) and all(n["Status"] == "ready" for n in nodes)
 
         wait_until(ready, timeout=ready_timeout, what="agent ready")
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited early ({proc.returncode}):\n{agent.log()}")
         yield agent
     finally:
         if proc.poll() is None:
