@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from steppe import __version__
@@ -24,7 +25,7 @@ from steppe.agent._proxy import build_forwarding_app
 from steppe.agent._scheduler_role import SchedulerRole, advertise_ip
 from steppe.backend import Backend, MemoryBackend
 from steppe.client import ServerAPI
-from steppe.config import AgentConfig
+from steppe.config import AgentConfig, ConsulConfig
 from steppe.errors import NotFoundError, SteppeError
 from steppe.rpc import RemoteServerAPI, RPCServer, ServerEndpoint, with_default_port
 from steppe.structs import to_builtins
@@ -32,8 +33,20 @@ from steppe.structs import to_builtins
 log = logging.getLogger(__name__)
 
 
+def with_local_catalog(config: AgentConfig) -> AgentConfig:
+    """An agent running the catalog itself (``-dev``) registers into its own catalog,
+    wherever that listens, unless the config names another one."""
+    if not config.dev_mode or config.consul.address != ConsulConfig().address:
+        return config
+    host, port = config.catalog_http_bind()
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    consul = msgspec.structs.replace(config.consul, address=f"{host}:{port}")
+    return msgspec.structs.replace(config, consul=consul)
+
+
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
+        config = with_local_catalog(config)
         self.config = config
         self.started_at = time.time()
         self.shared_backend: Backend | None = MemoryBackend() if config.dev_mode else None
