@@ -62,6 +62,19 @@ def format_duration(ns: int) -> str:
     return f"{secs}s"
 
 
+_DISPLAY = {
+    "ttl": "TTL", "tcp": "TCP", "http": "HTTP", "id": "ID", "checkid": "CheckID",
+    "serviceid": "ServiceID", "scriptargs": "ScriptArgs", "tlsskipverify": "TLSSkipVerify",
+    "deregistercriticalserviceafter": "DeregisterCriticalServiceAfter",
+    "enabletagoverride": "EnableTagOverride",
+}  # fmt: skip
+
+
+def field_name(key: str) -> str:
+    """The normalized key as Consul's documentation spells it, for error messages."""
+    return _DISPLAY.get(key, key.capitalize())
+
+
 def normalized(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationError(Problem(what, "expected a JSON object"))
@@ -107,30 +120,30 @@ def _str(d: dict[str, Any], key: str, what: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise ValidationError(Problem(f"{what}.{key}", "expected a string"))
+        raise ValidationError(Problem(f"{what}.{field_name(key)}", "expected a string"))
     return value
 
 
 def _str_list(d: dict[str, Any], key: str, what: str) -> tuple[str, ...]:
     value = d.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValidationError(Problem(f"{what}.{key}", "expected a list of strings"))
+        raise ValidationError(Problem(f"{what}.{field_name(key)}", "expected a list of strings"))
     return tuple(value)
 
 
 def _str_map(d: dict[str, Any], key: str, what: str) -> dict[str, str]:
     value = d.get(key) or {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ValidationError(Problem(f"{what}.{key}", "expected an object of strings"))
+        raise ValidationError(Problem(f"{what}.{field_name(key)}", "expected an object of strings"))
     return dict(value)
 
 
 def _duration(d: dict[str, Any], key: str, what: str) -> int:
     if d.get(key) in (None, ""):
         return 0
-    ns = parse_duration(d[key], f"{what}.{key}")
+    ns = parse_duration(d[key], f"{what}.{field_name(key)}")
     if ns < 0:
-        raise ValidationError(Problem(f"{what}.{key}", "must not be negative"))
+        raise ValidationError(Problem(f"{what}.{field_name(key)}", "must not be negative"))
     return ns
 
 
