@@ -10,7 +10,6 @@ import pytest
 from tests.catalog.conftest import Agent, free_port
 from tests.support.waiting import wait_until
 
-
 Listener = tuple[int, list[socket.socket]]
 
 
