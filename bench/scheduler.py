@@ -43,6 +43,7 @@ from steppe.scheduler import (
     process,
     process_async,
 )
+from steppe.server import Endpoints, Leader
 from steppe.state import SCHEDULER_TABLES, Keys, StateSnapshot, StateStore, writes
 from steppe.structs import NS, Evaluation, Job, NetworkResource, Node, NodeResources, Plan, Port
 from steppe.testing import mock
@@ -135,29 +136,15 @@ async def run_store(n_nodes: int, n_allocs: int) -> dict[str, Any]:
         await store.commit(writes.upsert_node(keys, node))
     ids = new_id
     plan_time = 0.0
+    leader = Leader(store, Endpoints(store, "global"))
 
     async def apply_plan(plan: Plan) -> tuple[Any, StateSnapshot | None]:
+        """The leader's own plan applier (re-check, then per-node compare-and-set)."""
         nonlocal plan_time
         started = time.process_time()
-        snap = store.snapshot()
-        result = evaluate_plan(snap, plan)
-        touched = (*result.node_update, *result.node_allocation)
-        revisions = {n: snap.node_usage_revision(n) for n in touched}
-        rejected: set[str] = set()
-        for node_ids, txn in writes.apply_plan(keys, result, revisions, store.backend.max_txn_ops):
-            if await store.try_commit(txn) is None:
-                rejected.update(node_ids)
-        if rejected:
-            result = msgspec.structs.replace(
-                result,
-                node_allocation={
-                    k: v for k, v in result.node_allocation.items() if k not in rejected
-                },
-                node_update={k: v for k, v in result.node_update.items() if k not in rejected},
-                refresh_index=store.revision,
-            )
+        answer = await leader.apply_plan(plan)
         plan_time += time.process_time() - started
-        return result, (None if result.fully_committed(plan) else store.snapshot())
+        return answer
 
     wall = time.perf_counter()
     started = time.process_time()
@@ -192,19 +179,22 @@ def _figures(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller scenarios")
-    parser.add_argument("--profile", action="store_true", help="cProfile the harness run")
+    parser.add_argument("--profile", action="store_true", help="cProfile the runs")
     args = parser.parse_args()
     scenarios = QUICK if args.quick else SCENARIOS
     rows: list[dict[str, Any]] = []
     for n_nodes, n_allocs in scenarios:
-        if args.profile:
-            profiler = cProfile.Profile()
-            profiler.enable()
-        rows.append(run_harness(n_nodes, n_allocs))
-        if args.profile:
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-        rows.append(asyncio.run(run_store(n_nodes, n_allocs)))
+        for run in (
+            lambda: run_harness(n_nodes, n_allocs),
+            lambda: asyncio.run(run_store(n_nodes, n_allocs)),
+        ):
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler:
+                profiler.enable()
+            rows.append(run())
+            if profiler:
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     head = ("state", "nodes", "placed", "cpu s", "wall s", "placements/s", "plan apply s")
     print("{:<8} {:>6} {:>7} {:>8} {:>8} {:>13} {:>13}".format(*head))
     for r in rows:

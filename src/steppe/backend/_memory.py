@@ -39,7 +39,9 @@ class MemoryBackend(Backend):
         self._clock = clock
         self._history_limit = history
         self._data: dict[str, KeyValue] = {}
-        self._keys: list[str] = []  # sorted, for prefix ranges
+        self._sorted: list[str] | None = []
+        """Keys in order, for prefix ranges; rebuilt on demand after keys come or go,
+        because writes far outnumber ranges and an ordered insert costs O(n)."""
         self._revision = 0
         self._compacted = 0
         self._history: list[tuple[int, list[Event]]] = []
@@ -55,11 +57,14 @@ class MemoryBackend(Backend):
         return self._data.get(key)
 
     def _prefix_keys(self, prefix: str) -> list[str]:
-        lo = bisect.bisect_left(self._keys, prefix)
+        if self._sorted is None:
+            self._sorted = sorted(self._data)
+        keys = self._sorted
+        lo = bisect.bisect_left(keys, prefix)
         hi = lo
-        while hi < len(self._keys) and self._keys[hi].startswith(prefix):
+        while hi < len(keys) and keys[hi].startswith(prefix):
             hi += 1
-        return self._keys[lo:hi]
+        return keys[lo:hi]
 
     async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
         return [self._data[k] for k in self._prefix_keys(prefix)], self._revision
@@ -95,7 +100,7 @@ class MemoryBackend(Backend):
     def _put(self, op: Put, revision: int) -> Event:
         old = self._data.get(op.key)
         if old is None:
-            bisect.insort(self._keys, op.key)
+            self._sorted = None
         elif old.lease and old.lease != op.lease:
             self._lease_keys.get(old.lease, set()).discard(op.key)
         kv = KeyValue(
@@ -118,7 +123,7 @@ class MemoryBackend(Backend):
             old = self._data.pop(key, None)
             if old is None:
                 continue
-            self._keys.pop(bisect.bisect_left(self._keys, key))
+            self._sorted = None
             if old.lease:
                 self._lease_keys.get(old.lease, set()).discard(key)
             events.append(Event("delete", KeyValue(key, b"", old.create_revision, revision, 0)))

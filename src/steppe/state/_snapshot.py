@@ -23,7 +23,7 @@ Index = immutables.Map[Hashable, immutables.Map[str, bool]]
 class TableData:
     """One table at one revision: its rows, its secondary indexes, its last-change index."""
 
-    __slots__ = ("index", "indexes", "revisions", "rows")
+    __slots__ = ("_memo", "index", "indexes", "revisions", "rows")
 
     def __init__(
         self,
@@ -36,12 +36,18 @@ class TableData:
         self.indexes = indexes
         self.revisions = revisions
         self.index = index
+        self._memo: dict[tuple[str, Hashable], list[Any]] = {}
 
     def by_index(self, name: str, key: Hashable) -> list[Any]:
-        ids = self.indexes[name].get(key)
-        if not ids:
-            return []
-        return [self.rows[i] for i in ids]
+        """The rows with index ``name`` equal to ``key``. The list is built once per table
+        revision and shared by every reader of it: never mutate it."""
+        memo_key = (name, key)
+        found = self._memo.get(memo_key)
+        if found is None:
+            ids = self.indexes[name].get(key)
+            found = [self.rows[i] for i in ids] if ids else []
+            self._memo[memo_key] = found
+        return found
 
 
 class StateSnapshot:

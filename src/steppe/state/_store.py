@@ -18,13 +18,14 @@ from typing import Any
 import immutables
 import msgspec
 
-from steppe.backend import Backend, Compare, Event, KeyValue, Op
+from steppe.backend import Backend, Compare, Event, KeyValue, Op, Put
 from steppe.errors import BackendError, ConflictError, RevisionCompactedError
 from steppe.state._snapshot import StateSnapshot, TableData
 from steppe.state._tables import TableSpec
 from steppe.structs import from_msgpack
 
 log = logging.getLogger(__name__)
+MAX_WRITTEN_HINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Txn:
     compares: tuple[Compare, ...]
     ops: tuple[Op, ...]
     what: str = "write"
+    rows: tuple[tuple[str, Any], ...] = ()
+    """(key, struct) for values this transaction puts: the writer's own cache can take
+    them as they are instead of decoding the bytes again when the watch echoes them."""
 
 
 class _Table:
@@ -49,11 +53,11 @@ class _Table:
         )
         self.changed = asyncio.Event()
 
-    def apply(self, events: Sequence[tuple[str, Event]], revision: int) -> None:
+    def apply(self, events: Sequence[tuple[str, Event, Any]], revision: int) -> None:
         rows = self.data.rows.mutate()
         revisions = self.data.revisions.mutate()
         indexes = {name: idx.mutate() for name, idx in self.data.indexes.items()}
-        for row_id, event in events:
+        for row_id, event, known in events:
             old = rows.get(row_id)
             if old is not None:
                 self._unindex(indexes, row_id, old)
@@ -62,7 +66,7 @@ class _Table:
                 revisions.pop(row_id, None)
                 continue
             try:
-                row = self._decode(event.kv)
+                row = self._decode(event.kv, known)
             except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
                 # one unreadable row (written by a newer or broken agent) must not stop
                 # the cache from following everything else
@@ -80,8 +84,8 @@ class _Table:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def _decode(self, kv: KeyValue) -> Any:
-        row = from_msgpack(kv.value, self.spec.type)
+    def _decode(self, kv: KeyValue, known: Any = None) -> Any:
+        row = known if known is not None else from_msgpack(kv.value, self.spec.type)
         if self.spec.stamp_indexes:
             stamps: dict[str, int] = {
                 "create_index": kv.create_revision,
@@ -135,6 +139,7 @@ class StateStore:
         self._advanced = asyncio.Condition()
         self._watch_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._written: dict[str, tuple[bytes, Any]] = {}
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,15 +163,15 @@ class StateStore:
                 immutables.Map(),
                 0,
             )
-        grouped: dict[str, list[tuple[str, Event]]] = {}
+        grouped: dict[str, list[tuple[str, Event, Any]]] = {}
         for kv in kvs:
             routed = self._route(kv.key)
             if routed is not None:
                 table, row_id = routed
-                grouped.setdefault(table.spec.name, []).append((row_id, Event("put", kv)))
+                grouped.setdefault(table.spec.name, []).append((row_id, Event("put", kv), None))
         for name, table in self._tables.items():
             events = grouped.get(name, [])
-            newest = max((e.kv.mod_revision for _, e in events), default=0)
+            newest = max((e.kv.mod_revision for _, e, _ in events), default=0)
             table.apply(events, newest)
         await self._advance(revision)
         return revision
@@ -199,14 +204,18 @@ class StateStore:
         return None
 
     def _apply(self, events: list[Event]) -> None:
-        by_table: dict[str, list[tuple[str, Event]]] = {}
+        by_table: dict[str, list[tuple[str, Event, Any]]] = {}
         revision = 0
         for event in events:
             revision = max(revision, event.kv.mod_revision)
             routed = self._route(event.kv.key)
             if routed is not None:
                 table, row_id = routed
-                by_table.setdefault(table.spec.name, []).append((row_id, event))
+                known = None
+                hint = self._written.pop(event.kv.key, None)
+                if hint is not None and event.type == "put" and hint[0] == event.kv.value:
+                    known = hint[1]
+                by_table.setdefault(table.spec.name, []).append((row_id, event, known))
         for name, table_events in by_table.items():
             self._tables[name].apply(table_events, revision)
 
@@ -266,11 +275,27 @@ class StateStore:
         """Applies one transaction; raises ConflictError if a compare failed.
 
         Returns the revision of the write, once the cache reflects it."""
-        result = await self.backend.txn(txn.compares, txn.ops)
+        if txn.rows:
+            if len(self._written) > MAX_WRITTEN_HINTS:
+                self._written.clear()
+            values = {op.key: op.value for op in txn.ops if isinstance(op, Put)}
+            for key, row in txn.rows:
+                if key in values:
+                    self._written[key] = (values[key], row)
+        try:
+            result = await self.backend.txn(txn.compares, txn.ops)
+        except BaseException:
+            self._forget(txn)
+            raise
         if not result.succeeded:
+            self._forget(txn)
             raise ConflictError(f"{txn.what}: changed concurrently, retry")
         await self.wait_for_revision(result.revision)
         return result.revision
+
+    def _forget(self, txn: Txn) -> None:
+        for key, _ in txn.rows:
+            self._written.pop(key, None)
 
     async def try_commit(self, txn: Txn) -> int | None:
         """Like :meth:`commit`, but a failed compare returns None instead of raising."""

@@ -142,21 +142,22 @@ def apply_plan(
     nodes: list[str] = []
     compares: list[Compare] = []
     ops: list[Op] = []
+    rows: list[tuple[str, Allocation]] = []
     for node_id, node_allocs in per_node.items():
-        node_ops: list[Op] = [
-            Put(keys.alloc(a.id), to_msgpack(_stored_alloc(a))) for a in node_allocs
-        ]
+        node_rows = [(keys.alloc(a.id), _stored_alloc(a)) for a in node_allocs]
+        node_ops: list[Op] = [Put(key, to_msgpack(row)) for key, row in node_rows]
         node_ops.append(Put(keys.node_usage(node_id), b"\x00"))
         if ops and len(ops) + len(node_ops) > max_ops:
-            txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan")))
-            nodes, compares, ops = [], [], []
+            txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan", tuple(rows))))
+            nodes, compares, ops, rows = [], [], [], []
         nodes.append(node_id)
+        rows.extend(node_rows)
         compares.append(
             Compare(keys.node_usage(node_id), "mod", "==", node_revisions.get(node_id, 0))
         )
         ops.extend(node_ops)
     if ops:
-        txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan")))
+        txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan", tuple(rows))))
     return txns
 
 
@@ -164,4 +165,4 @@ def with_node_usage_bumps(keys: Keys, txn: Txn, node_ids: Iterable[str]) -> Txn:
     """Adds "resources on these nodes changed" to a write, so blocked evaluations
     waiting for room wake up when allocations stop."""
     bumps = tuple(Put(keys.node_usage(n), b"\x00") for n in sorted(node_ids))
-    return Txn(txn.compares, txn.ops + bumps, txn.what)
+    return Txn(txn.compares, txn.ops + bumps, txn.what, txn.rows)

@@ -169,16 +169,22 @@ async def deregister_job(request: web.Request) -> web.Response:
 async def job_allocations(request: web.Request) -> web.Response:
     api = _api(request)
     snap = await api.read(request, ["allocs"])
-    allocs = snap.allocs_by_job(_namespace(request), request.match_info["job_id"])
-    allocs.sort(key=lambda a: a.create_index, reverse=True)
+    allocs = sorted(
+        snap.allocs_by_job(_namespace(request), request.match_info["job_id"]),
+        key=lambda a: a.create_index,
+        reverse=True,
+    )
     return api.respond(snap, ["allocs"], [views.alloc_stub(a) for a in allocs])
 
 
 async def job_evaluations(request: web.Request) -> web.Response:
     api = _api(request)
     snap = await api.read(request, ["evals"])
-    evals = snap.evals_by_job(_namespace(request), request.match_info["job_id"])
-    evals.sort(key=lambda e: e.create_index, reverse=True)
+    evals = sorted(
+        snap.evals_by_job(_namespace(request), request.match_info["job_id"]),
+        key=lambda e: e.create_index,
+        reverse=True,
+    )
     return api.respond(snap, ["evals"], evals)
 
 
