@@ -168,3 +168,27 @@ def test_http_api_shapes_and_blocking_queries(agent: AgentProcess) -> None:
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(agent.address + "/v1/allocation/does-not-exist", timeout=30)
     assert missing.value.code == 404
+
+
+def test_job_plan_says_what_would_change_and_why_not(agent: AgentProcess, tmp_path: Path) -> None:
+    job_file = tmp_path / "planned.hcl"
+    job_file.write_text(WEB_JOB.replace('job "web"', 'job "planned"'))
+    fresh = agent.cli("job", "plan", str(job_file), check=False)
+    assert fresh.returncode == 1 and "3 place" in fresh.stdout
+    assert "All tasks successfully allocated" in fresh.stdout
+    agent.cli("job", "run", "-detach", str(job_file))
+    wait_until(lambda: len(_allocs(agent, "planned")) == 3, timeout=60, what="placed")
+    same = agent.cli("job", "plan", str(job_file), check=False)
+    assert same.returncode == 0 and "3 ignore" in same.stdout
+    windows = tmp_path / "windows.hcl"
+    windows.write_text(
+        WEB_JOB.replace('job "web"', 'job "win"').replace(
+            'datacenters = ["dc1"]',
+            'datacenters = ["dc1"]\n  constraint {\n    attribute = "${attr.kernel.name}"\n'
+            '    value = "windows"\n  }',
+        )
+    )
+    refused = agent.cli("job", "plan", str(windows), check=False)
+    assert "Failed to place all allocations" in refused.stdout
+    assert "filtered by constraint ${attr.kernel.name} = windows" in refused.stdout
+    agent.cli("job", "stop", "-purge", "planned")

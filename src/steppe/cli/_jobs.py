@@ -180,11 +180,13 @@ def job_plan(ctx: Ctx, path: str) -> None:
         click.echo("- WARNING: Failed to place all allocations.")
         for line in failure_lines(plan["FailedTGAllocs"]):
             click.echo("  " + line)
-        ctx.exit_code = 1
     else:
         click.echo("- All tasks successfully allocated.")
     click.echo()
     click.echo(f"Job Modify Index: {plan.get('JobModifyIndex', 0)}")
+    changes = ("Place", "Stop", "Migrate", "DestructiveUpdate", "Canary")
+    if any(counts.get(k) for counts in updates.values() for k in changes):
+        ctx.exit_code = 1  # Nomad's convention: allocations would be created or destroyed
 
 
 def status_cmd(ctx: Ctx, job_id: str | None, output_json: bool, verbose: bool) -> None:

@@ -19,9 +19,11 @@ from steppe.structs import (
     EVAL_PENDING,
     TRIGGER_JOB_REGISTER,
     Allocation,
+    DesiredUpdates,
     Evaluation,
     Job,
     Node,
+    PlanAnnotations,
     to_builtins,
 )
 
@@ -80,9 +82,21 @@ def preview_plan(snap: StateSnapshot, job: Job, now: int) -> dict[str, Any]:
     )
     result = schedule(_WithJob(snap, candidate), ev, now, lambda: "preview")
     annotations = result.plan.annotations if result.plan is not None else None
+    if annotations is None:
+        unchanged = {
+            g.name: DesiredUpdates(
+                ignore=sum(
+                    1
+                    for a in snap.allocs_by_job(job.namespace, job.id)
+                    if a.task_group == g.name and not a.terminal()
+                )
+            )
+            for g in candidate.task_groups
+        }
+        annotations = PlanAnnotations(desired_tg_updates=unchanged)
     diff_type = "Added" if existing is None else ("Edited" if changed else "None")
     return {
-        "Annotations": to_builtins(annotations) if annotations else {"DesiredTGUpdates": {}},
+        "Annotations": to_builtins(annotations),
         "FailedTGAllocs": to_builtins(result.eval.failed_tg_allocs) or None,
         "JobModifyIndex": existing.job_modify_index if existing else 0,
         "CreatedEvals": None,
