@@ -17,7 +17,9 @@ from steppe.state._tables import job_key, job_version_key
 from steppe.structs import Allocation, Evaluation, Job, Node, ServerMember
 
 Rows = immutables.Map[str, Any]
-Index = immutables.Map[Hashable, immutables.Map[str, bool]]
+Index = immutables.Map[Hashable, immutables.Map[str, Any]]
+"""A secondary index: index key -> {row ID: row}, so a lookup needs no second pass
+through the table."""
 
 
 class TableData:
@@ -44,8 +46,8 @@ class TableData:
         memo_key = (name, key)
         found = self._memo.get(memo_key)
         if found is None:
-            ids = self.indexes[name].get(key)
-            found = [self.rows[i] for i in ids] if ids else []
+            members = self.indexes[name].get(key)
+            found = list(members.values()) if members else []
             self._memo[memo_key] = found
         return found
 

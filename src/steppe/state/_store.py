@@ -26,6 +26,7 @@ from steppe.structs import from_msgpack
 
 log = logging.getLogger(__name__)
 MAX_WRITTEN_HINTS = 100_000
+_EMPTY: immutables.Map[str, Any] = immutables.Map()
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,8 @@ class _Table:
             if key is None:
                 continue
             idx = indexes[name]
-            ids: immutables.Map[str, bool] = idx.get(key, immutables.Map())
-            idx[key] = ids.set(row_id, True)
+            members: immutables.Map[str, Any] = idx.get(key, _EMPTY)
+            idx[key] = members.set(row_id, row)
 
     def _unindex(self, indexes: dict[str, Any], row_id: str, row: Any) -> None:
         for name, fn in self.spec.indexes.items():
@@ -114,12 +115,12 @@ class _Table:
             if key is None:
                 continue
             idx = indexes[name]
-            ids: immutables.Map[str, bool] | None = idx.get(key)
-            if ids is None:
+            members: immutables.Map[str, Any] | None = idx.get(key)
+            if members is None:
                 continue
-            ids = ids.delete(row_id) if row_id in ids else ids
-            if ids:
-                idx[key] = ids
+            members = members.delete(row_id) if row_id in members else members
+            if members:
+                idx[key] = members
             else:
                 del idx[key]
 
