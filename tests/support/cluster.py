@@ -20,11 +20,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,11 +205,9 @@ class Cluster:
 
     def _fail_if_exited(self) -> None:
         for agent in self.agents:
-            if agent.proc is not None and agent.proc.poll() is not None and agent.starts:
-                if agent.proc.returncode not in (-signal.SIGKILL, -signal.SIGTERM, 0):
-                    raise AssertionError(
-                        f"{agent.name} exited {agent.proc.returncode}:\n{agent.log()[-4000:]}"
-                    )
+            code = agent.proc.poll() if agent.proc is not None else None
+            if code is not None and code not in (-signal.SIGKILL, -signal.SIGTERM, 0):
+                raise AssertionError(f"{agent.name} exited {code}:\n{agent.log()[-4000:]}")
 
     def stop_all(self, sig: int = signal.SIGTERM) -> None:
         for agent in self.agents:
@@ -255,13 +252,10 @@ def kill_processes_under(root: Path) -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_exists(p) for p in pids):
-            time.sleep(0.02)
+        with suppress(AssertionError):
+            wait_until(lambda p=pids: not any(_exists(x) for x in p), timeout=5)
 
 
 def _exists(pid: int) -> bool:
@@ -276,9 +270,7 @@ def _hcl_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-def _server_configs(
-    base: str, i: int, n_servers: int, data_dir: Path, workdir: Path
-) -> list[Path]:
+def _server_configs(base: str, i: int, n_servers: int, data_dir: Path, workdir: Path) -> list[Path]:
     ip = f"{base}.1{i}"
     nomad_joins = [f"{base}.1{k}:{HTTP}" for k in range(1, n_servers + 1)]
     catalog_joins = [f"{base}.1{k}:{CATALOG}" for k in range(1, n_servers + 1)]
