@@ -120,6 +120,13 @@ def test_seed_job_runs_verbatim_on_docker(
             wait_until(lambda url=url: welcome(url), timeout=30, what=f"nginx at {url}")
             env = _container_env(private_dockerd, alloc_id)
             assert f"NOMAD_ADDR_web={url[len('http://') : -1]}" in env
+        # nginx writes its access log to stdout: the request above reaches ``alloc logs``
+        some = next(iter(ids))
+        wait_until(
+            lambda: '"GET / HTTP/1.1" 200' in agent.cli("alloc", "logs", some, "nginx").stdout,
+            timeout=30,
+            what="the access log in alloc logs",
+        )
 
         agent.cli("job", "stop", "nginx")
         wait_until(
