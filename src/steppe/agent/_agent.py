@@ -23,6 +23,7 @@ from steppe.agent._consul_join import ConsulJoin
 from steppe.agent._http import serve
 from steppe.agent._proxy import build_forwarding_app
 from steppe.agent._scheduler_role import SchedulerRole, advertise_ip
+from steppe.api.nomad import cat_file, stream_logs
 from steppe.backend import Backend, MemoryBackend
 from steppe.client import ServerAPI
 from steppe.config import AgentConfig, ConsulConfig
@@ -139,7 +140,7 @@ class Agent:
                 self._server_http_addresses,
                 {
                     "/v1/agent/self": self._agent_self_handler,
-                    "/v1/client/fs/logs/{alloc_id}": self._local_logs_handler,
+                    "/v1/client/fs/{kind:logs|cat}/{alloc_id}": self._local_files_handler,
                 },
             )
             self._runners.append(await serve(app, *config.http_bind()))
@@ -165,13 +166,13 @@ class Agent:
 
         return json_response(self.agent_self())
 
-    async def _local_logs_handler(self, request: web.Request) -> web.StreamResponse:
-        from steppe.api.nomad import stream_logs
-
+    async def _local_files_handler(self, request: web.Request) -> web.StreamResponse:
         alloc_id = request.match_info["alloc_id"]
         alloc_dir = self._alloc_dir(alloc_id)
         if alloc_dir is None or self.client is None or self.client.client is None:
             raise NotFoundError(f"allocation {alloc_id} does not run on this node")
+        if request.match_info["kind"] == "cat":
+            return cat_file(request, alloc_dir)
         return await stream_logs(request, alloc_dir, self.client.client.allocation(alloc_id))
 
     async def stop(self, leave_running: bool | None = None) -> None:

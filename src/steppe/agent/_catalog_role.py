@@ -119,6 +119,7 @@ class CatalogRole:
         cluster = self.cluster
         app = web.Application()
         add_peering_routes(app, lambda scope: cluster if scope == "dc" else None)
+        app.router.add_route("*", "/{path:.*}", _not_formed)
         runner = await serve(app, *self.config.catalog_http_bind())
         try:
             return await cluster.start()
@@ -251,6 +252,12 @@ class CatalogRole:
             except SteppeError as exc:
                 log.info("retry_join_wan %s: %s", address, exc)
                 await asyncio.sleep(5)
+
+
+async def _not_formed(request: web.Request) -> web.Response:
+    """Until the store is formed nothing can be answered truthfully: a 404 here would
+    tell a KV client that its key does not exist."""
+    return web.Response(status=503, text="No cluster leader: the datacenter's store is forming\n")
 
 
 def _get_json(url: str, method: str = "GET") -> Any:

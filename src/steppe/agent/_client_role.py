@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from steppe.agent._templates import template_hooks
 from steppe.client import Client, ConsulAgentRegistrar, ServerAPI, fingerprint
 from steppe.config import AgentConfig
 from steppe.drivers import Driver
@@ -70,7 +71,12 @@ class ClientRole:
         )
         self.registrar = ConsulAgentRegistrar(f"http://{self.config.consul.address}")
         self.client = Client(
-            self.server, self.drivers, self.data_dir, node, services=self.registrar
+            self.server,
+            self.drivers,
+            self.data_dir,
+            node,
+            services=self.registrar,
+            templates=template_hooks(f"http://{self.config.consul.address}"),
         )
         await self.client.start()
         log.info(

@@ -24,7 +24,7 @@ from steppe.api._http import (
     read_json,
 )
 from steppe.api.nomad import _views as views
-from steppe.api.nomad._logs import stream_logs
+from steppe.api.nomad._logs import cat_file, stream_logs
 from steppe.errors import BackendError, NotFoundError, ValidationError
 from steppe.server import Server
 from steppe.state import StateSnapshot
@@ -324,18 +324,23 @@ async def regions(request: web.Request) -> web.Response:
     return json_response(sorted(set(api.regions) | {api.server.info.region}))
 
 
-async def alloc_logs(request: web.Request) -> web.StreamResponse:
+async def alloc_files(request: web.Request) -> web.StreamResponse:
+    """``/v1/client/fs/{logs,cat}/:alloc``: served here if this agent's client runs the
+    allocation, else relayed to the node that does."""
     api = _api(request)
     snap = api.server.store.snapshot()
     alloc = _find(list(snap.allocs()), request.match_info["alloc_id"], "alloc")
     alloc_dir = api.alloc_dir(alloc.id) if api.alloc_dir else None
+    kind = request.match_info["kind"]
     if alloc_dir is not None:
+        if kind == "cat":
+            return cat_file(request, alloc_dir)
         return await stream_logs(request, alloc_dir, alloc)
     node = snap.node(alloc.node_id)
     if node is None or not node.http_addr or request.headers.get(FORWARDED_HEADER):
-        raise NotFoundError(f"allocation {alloc.id}: its node's logs are not reachable")
+        raise NotFoundError(f"allocation {alloc.id}: its node's files are not reachable")
     return await forward(
-        request, node.http_addr, f"/v1/client/fs/logs/{alloc.id}", {FORWARDED_HEADER: "1"}
+        request, node.http_addr, f"/v1/client/fs/{kind}/{alloc.id}", {FORWARDED_HEADER: "1"}
     )
 
 
@@ -406,5 +411,5 @@ def build_nomad_app(holder: NomadAPIHolder) -> web.Application:
     r.add_put("/v1/agent/join", agent_join)
     r.add_post("/v1/agent/join", agent_join)
     r.add_get("/v1/operator/raft/configuration", raft_configuration)
-    r.add_get("/v1/client/fs/logs/{alloc_id}", alloc_logs)
+    r.add_get("/v1/client/fs/{kind:logs|cat}/{alloc_id}", alloc_files)
     return app

@@ -78,3 +78,17 @@ async def stream_logs(
         await asyncio.sleep(FOLLOW_POLL)
     await response.write_eof()
     return response
+
+
+def cat_file(request: web.Request, alloc_dir: Path) -> web.Response:
+    """``/v1/client/fs/cat/:alloc?path=``: one file of the allocation directory."""
+    relative = request.query.get("path", "").lstrip("/")
+    if not relative:
+        raise ValidationError("path: required (relative to the allocation directory)")
+    root = alloc_dir.resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise ValidationError(f"path: {relative!r} is outside the allocation directory")
+    if not target.is_file():
+        raise NotFoundError(f"no file {relative!r} in allocation {alloc_dir.name}")
+    return web.Response(body=target.read_bytes(), content_type="text/plain")
