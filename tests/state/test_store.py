@@ -74,7 +74,7 @@ async def test_plan_commits_per_node_and_rejects_nodes_touched_since(store: Stat
     seen = store.snapshot()
     # another plan lands on n2 first
     await store.commit(
-        writes.apply_plan(KEYS, PlanResult(node_allocation={"n2": placed["n2"]}), {}, 128)[0]
+        writes.apply_plan(KEYS, PlanResult(node_allocation={"n2": placed["n2"]}), {}, 128)[0][1]
     )
     txns = writes.apply_plan(
         KEYS,
@@ -83,7 +83,8 @@ async def test_plan_commits_per_node_and_rejects_nodes_touched_since(store: Stat
         max_ops=2,
     )
     assert len(txns) == 2  # one node's share per transaction at this op limit
-    outcomes = [await store.try_commit(t) for t in txns]
+    assert [nodes for nodes, _ in txns] == [("n1",), ("n2",)]
+    outcomes = [await store.try_commit(t) for _, t in txns]
     assert outcomes[0] is not None and outcomes[1] is None
     assert store.snapshot().alloc("a1") is not None
 

@@ -14,9 +14,7 @@ import msgspec
 from steppe.structs._naming import NOMAD, NS, nomad_names
 
 
-class Base(
-    msgspec.Struct, frozen=True, rename=NOMAD, omit_defaults=False, kw_only=True, gc=False
-):
+class Base(msgspec.Struct, frozen=True, rename=NOMAD, omit_defaults=False, kw_only=True, gc=False):
     """Common struct options; ``forbid_unknown_fields`` stays off so newer clients' extra
     fields do not break old agents, as with Nomad's own API. ``gc=False``: frozen rows
     never form reference cycles, and a server holds hundreds of thousands of them,
