@@ -184,14 +184,14 @@ def main() -> None:
     scenarios = QUICK if args.quick else SCENARIOS
     rows: list[dict[str, Any]] = []
     for n_nodes, n_allocs in scenarios:
-        for run in (
-            lambda: run_harness(n_nodes, n_allocs),
-            lambda: asyncio.run(run_store(n_nodes, n_allocs)),
-        ):
+        for mode in ("harness", "store"):
             profiler = cProfile.Profile() if args.profile else None
             if profiler:
                 profiler.enable()
-            rows.append(run())
+            if mode == "harness":
+                rows.append(run_harness(n_nodes, n_allocs))
+            else:
+                rows.append(asyncio.run(run_store(n_nodes, n_allocs)))
             if profiler:
                 profiler.disable()
                 pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
