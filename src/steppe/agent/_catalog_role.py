@@ -85,6 +85,7 @@ class CatalogRole:
         self.local: LocalAgent | None = None
         self.dns: DNSServer | None = None
         self._remote: dict[str, str] = {}
+        self._remote_names: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -140,6 +141,7 @@ class CatalogRole:
             agent_info=info,
             members=self.members,
             leader=self.leader,
+            wan_members=self.wan_members,
         )
         app.router.add_put("/v1/agent/join/{address}", self._join_handler)
         add_peering_routes(app, lambda scope: self.cluster if scope == "dc" else None)
@@ -197,15 +199,32 @@ class CatalogRole:
             }
         ]
 
+    def wan_members(self) -> list[dict[str, Any]]:
+        """Servers of every datacenter this one federates with (``members -wan``)."""
+        own = self.members()[0]
+        found = [{**own, "Name": f"{own['Name']}.{self.config.datacenter}", "Port": 8302}]
+        for dc, base in sorted(self._remote.items()):
+            host = base.split("://", 1)[-1].rpartition(":")[0]
+            name = self._remote_names.get(dc, dc)
+            tags = {"dc": dc, "role": "consul", "vsn": "2"}
+            found.append(
+                {"Name": f"{name}.{dc}", "Addr": host, "Port": 8302, "Status": 1, "Tags": tags}
+            )
+        return found
+
     def leader(self) -> str:
         return f"{self.http_addr.rpartition(':')[0]}:{self.config.ports.server}"
 
     # WAN federation ------------------------------------------------------------------
     async def _join_handler(self, request: web.Request) -> web.Response:
-        if request.query.get("wan", "").lower() not in ("1", "true"):
-            raise ValidationError("only WAN joins (?wan=1) are supported by catalog agents")
-        dc = await self.join_wan(request.match_info["address"])
-        return web.json_response({"Datacenter": dc})
+        address = request.match_info["address"]
+        if request.query.get("wan", "").lower() in ("1", "true"):
+            return web.json_response({"Datacenter": await self.join_wan(address)})
+        if self.cluster is None:
+            raise ValidationError("this agent's store is not replicated; there is no LAN to join")
+        port = self.config.ports.catalog_http
+        self.cluster.join([address if ":" in address else f"{address}:{port}"])
+        return web.json_response({"Joined": address})
 
     async def join_wan(self, address: str) -> str:
         """Learns which datacenter ``address`` (host[:port] of a catalog API) serves,
@@ -218,6 +237,7 @@ class CatalogRole:
         except (OSError, ValueError) as exc:
             raise SteppeError(f"cannot reach a catalog agent at {address}: {exc}") from exc
         dc = str(remote.get("Config", {}).get("Datacenter", ""))
+        self._remote_names[dc] = str(remote.get("Config", {}).get("NodeName", dc))
         if not dc:
             raise SteppeError(f"{address} did not say which datacenter it serves")
         if dc == self.config.datacenter:
