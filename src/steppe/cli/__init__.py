@@ -98,6 +98,21 @@ def _register_optional(module: str) -> None:
 
 _register_optional("steppe.cli._consul_cmds")
 
+# The verbs of the seeds' era (Nomad 0.4): ``nomad server-members``, ``node-status``...
+for old, group, name in (
+    ("server-members", server_group, "members"),
+    ("server-join", server_group, "join"),
+    ("node-status", node_group, "status"),
+    ("alloc-status", alloc_group, "status"),
+    ("eval-status", eval_group, "status"),
+    ("logs", alloc_group, "logs"),
+    ("plan", job_group, "plan"),
+    ("stop", job_group, "stop"),
+    ("validate", job_group, "validate"),
+    ("inspect", job_group, "inspect"),
+):
+    cli.add_command(group.commands[name], old)
+
 
 def _report(exc: SteppeError) -> None:
     if isinstance(exc, ValidationError) and len(exc.problems) > 1:

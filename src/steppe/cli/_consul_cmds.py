@@ -208,10 +208,12 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
 
 
 @click.command("members")
+@click.option("-wan", "wan", is_flag=True, help="The servers of every datacenter.")
 @_addr_option
-def members(http_addr: str | None) -> None:
+def members(http_addr: str | None, wan: bool) -> None:
     """The agents this agent knows."""
-    found = ConsulHTTP(http_addr).json("GET", "/v1/agent/members") or []
+    path = "/v1/agent/members?wan=1" if wan else "/v1/agent/members"
+    found = ConsulHTTP(http_addr).json("GET", path) or []
     rows = [("Node", "Address", "Status", "Type", "DC")]
     for m in found:
         status = {1: "alive", 2: "leaving", 3: "left", 4: "failed"}.get(m.get("Status"), "?")
@@ -221,10 +223,25 @@ def members(http_addr: str | None) -> None:
     _table(rows)
 
 
+@click.command("join")
+@click.option("-wan", "wan", is_flag=True, help="Join another datacenter's servers.")
+@click.argument("addresses", nargs=-1, required=True)
+@_addr_option
+def join(http_addr: str | None, wan: bool, addresses: tuple[str, ...]) -> None:
+    """Tell the catalog agent about other servers (-wan: of other datacenters)."""
+    client = ConsulHTTP(http_addr)
+    suffix = "?wan=1" if wan else ""
+    for address in addresses:
+        status, _, _ = client.call("PUT", f"/v1/agent/join/{address}{suffix}")
+        if status == 404:
+            raise SteppeError(f"the agent at {client.base} cannot join other agents")
+    click.echo(f"Successfully joined cluster by contacting {len(addresses)} nodes.")
+
+
 def register(cli_group: click.Group) -> None:
     """Adds the commands the main CLI does not define itself."""
     from steppe.cli._consul_watch import lock, template, watch
 
-    for command in (kv, catalog, members, lock, watch, template):
+    for command in (kv, catalog, members, join, lock, watch, template):
         if command.name not in cli_group.commands:
             cli_group.add_command(command)

@@ -24,12 +24,13 @@ def build_consul_app(
     agent_info: Mapping[str, Any] | None = None,
     members: Callable[[], list[dict[str, Any]]] | None = None,
     leader: Callable[[], str] | None = None,
+    wan_members: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> web.Application:
     """``agent_info`` is merged into ``/v1/agent/self``'s ``Config``; ``members`` answers
     ``/v1/agent/members`` (default: this agent alone); ``leader`` answers
-    ``/v1/status/leader`` as ``host:port``."""
+    ``/v1/status/leader`` as ``host:port``; ``wan_members`` answers ``members?wan=1``."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
-    ctx = ConsulContext(catalog, agent, dict(agent_info or {}), members, leader)
+    ctx = ConsulContext(catalog, agent, dict(agent_info or {}), members, leader, wan_members)
     app[CTX] = ctx
     _kv.add_routes(app)
     _catalog.add_routes(app)

@@ -58,6 +58,8 @@ async def agent_self(request: web.Request) -> web.StreamResponse:
 
 async def members(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
+    if request.query.get("wan", "").lower() in ("1", "true") and ctx.wan_members:
+        return respond(ctx.wan_members())
     return respond(ctx.members() if ctx.members else [_member(request)])
 
 

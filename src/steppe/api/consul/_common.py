@@ -33,6 +33,7 @@ class ConsulContext:
     agent_info: Mapping[str, Any] = field(default_factory=dict)
     members: Callable[[], list[dict[str, Any]]] | None = None
     leader: Callable[[], str] | None = None
+    wan_members: Callable[[], list[dict[str, Any]]] | None = None
     client: aiohttp.ClientSession | None = None
 
 
