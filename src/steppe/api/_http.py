@@ -5,7 +5,6 @@ HTTP statuses (so no handler ever leaks a traceback)."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from steppe.errors import (
     SteppeError,
     ValidationError,
 )
+from steppe.structs import parse_duration as go_parse_duration
 from steppe.structs import to_json
 
 log = logging.getLogger(__name__)
@@ -28,40 +28,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_WAIT = 600.0
 DEFAULT_WAIT = 300.0
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str, *, what: str = "duration") -> float:
-    """Go-style durations ("5m", "1h30m", "250ms"); a bare number means seconds."""
-    text = text.strip()
+    """Seconds in a Go-style duration ("5m", "1h30m", "250ms"); a bare number means seconds."""
     try:
         return float(text)
     except ValueError:
         pass
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValidationError(f"{what}: invalid duration {text!r} (examples: 10s, 5m, 1h30m)")
-    return total
-
-
-def go_duration(seconds: float) -> str:
-    """Formats seconds the way Go prints a time.Duration ("1m30s", "500ms")."""
-    if seconds < 1 and seconds > 0:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
+    try:
+        return go_parse_duration(text) / 1e9
+    except ValueError as exc:
+        raise ValidationError(f"{what}: {exc}") from exc
 
 
 @dataclass(frozen=True)

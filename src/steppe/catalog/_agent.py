@@ -21,7 +21,7 @@ import msgspec
 from steppe.backend import Put
 from steppe.catalog import _reads as reads
 from steppe.catalog._checks import CheckRunner
-from steppe.catalog._defs import CheckDef, ServiceDef, format_duration, parse_check, parse_service
+from steppe.catalog._defs import CheckDef, ServiceDef, parse_check, parse_service
 from steppe.catalog._server import CatalogServer, with_service
 from steppe.catalog._tables import ALIVE, CATALOG_READ
 from steppe.errors import NotFoundError, Problem, ValidationError
@@ -34,6 +34,7 @@ from steppe.structs import (
     AgentService,
     CatalogNode,
     HealthCheck,
+    go_duration,
     to_msgpack,
 )
 
@@ -202,8 +203,8 @@ class LocalAgent:
             notes=d.notes,
             service_id=d.service_id,
             type=d.kind,
-            interval=format_duration(d.interval) if d.interval else "",
-            timeout=format_duration(d.timeout) if d.kind != "ttl" else "",
+            interval=go_duration(d.interval) if d.interval else "",
+            timeout=go_duration(d.timeout) if d.kind != "ttl" else "",
         )
         runner = CheckRunner(
             d, self._on_result, clock=self._clock, enable_script_checks=self.enable_script_checks

@@ -7,59 +7,26 @@ reported with the field it concerns, so a bad registration is a 400 that says wh
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from steppe.errors import Problem, ValidationError
 from steppe.structs import HEALTH_CRITICAL, HEALTH_STATUSES
+from steppe.structs import parse_duration as go_parse_duration
 
 NS = 1_000_000_000
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": NS, "m": 60 * NS, "h": 3600 * NS}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
 def parse_duration(value: Any, what: str) -> int:
     """Nanoseconds from a Go duration string ("10s", "1m30s") or a number of nanoseconds."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValidationError(Problem(what, 'expected a duration like "10s"'))
     if isinstance(value, int | float):
         return int(value)
-    if not isinstance(value, str):
-        raise ValidationError(Problem(what, 'expected a duration like "10s"'))
-    body = value.strip()
-    sign = -1 if body.startswith("-") else 1
-    body = body.lstrip("+-")
-    if body == "0":
-        return 0
-    total, pos = 0.0, 0
-    while pos < len(body):
-        match = _PART.match(body, pos)
-        if match is None:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if not body or pos != len(body):
-        raise ValidationError(
-            Problem(what, f'{value!r} is not a duration; use e.g. "10s", "5m" or "100ms"')
-        )
-    return sign * round(total)
-
-
-def format_duration(ns: int) -> str:
-    """Go's ``time.Duration.String`` for the whole-unit values Consul shows ("10s", "1m0s")."""
-    if ns == 0:
-        return "0s"
-    if ns % NS:
-        return f"{ns / 1_000_000:g}ms"
-    secs = ns // NS
-    hours, rest = divmod(secs, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+    try:
+        return go_parse_duration(value)
+    except ValueError as exc:
+        raise ValidationError(Problem(what, str(exc))) from exc
 
 
 _DISPLAY = {

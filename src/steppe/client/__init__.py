@@ -14,7 +14,6 @@ from steppe.client._allocdir import AllocDir
 from steppe.client._client import Client
 from steppe.client._env import alloc_ports, interpolate, nomad_env
 from steppe.client._fingerprint import fingerprint
-from steppe.client._gotime import go_duration, rfc3339
 from steppe.client._logs import read_logs
 from steppe.client._restart import Decision, Outcome, RestartTracker, TrackerState, policy_for
 from steppe.client._server_api import ServerAPI
@@ -27,6 +26,7 @@ from steppe.client._services import (
 from steppe.client._state import node_identity
 from steppe.client._task_runner import TaskRunner
 from steppe.client._templates import TemplateContext, TemplateHook, TemplateHookFactory
+from steppe.structs import go_duration, rfc3339
 
 __all__ = [
     "AllocDir",

@@ -18,7 +18,6 @@ import msgspec
 from steppe.client import _events as ev
 from steppe.client._alloc_setup import registrations, task_context
 from steppe.client._allocdir import AllocDir
-from steppe.client._gotime import unix_ns
 from steppe.client._services import ServiceRegistrar, ServiceRegistration
 from steppe.client._task_runner import DEAD, RUNNING, PersistedTask, TaskRunner
 from steppe.client._templates import TemplateHookFactory
@@ -33,6 +32,7 @@ from steppe.structs import (
     Allocation,
     Node,
     TaskState,
+    unix_ns,
 )
 
 log = logging.getLogger(__name__)

@@ -6,10 +6,9 @@ clients that only print that field still say why something happened.
 
 from __future__ import annotations
 
-from steppe.client._gotime import go_duration
 from steppe.client._restart import REASON_WITHIN_POLICY
 from steppe.drivers import ExitResult
-from steppe.structs import TaskEvent
+from steppe.structs import TaskEvent, go_duration
 
 RECEIVED = "Received"
 SETUP = "Task Setup"

@@ -15,9 +15,8 @@ from enum import Enum
 
 import msgspec
 
-from steppe.client._gotime import go_duration
 from steppe.drivers import ExitResult
-from steppe.structs import RestartPolicy, default_restart_policy
+from steppe.structs import RestartPolicy, default_restart_policy, go_duration
 
 REASON_NO_RESTARTS = "Policy allows no restarts"
 REASON_UNRECOVERABLE = "Error was unrecoverable"

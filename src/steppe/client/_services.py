@@ -17,10 +17,9 @@ import aiohttp
 import msgspec
 
 from steppe.client._env import interpolate
-from steppe.client._gotime import go_duration
 from steppe.drivers import PortMapping
 from steppe.errors import RemoteError, SteppeError
-from steppe.structs import Service, ServiceCheck
+from steppe.structs import Service, ServiceCheck, go_duration
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,23 @@ from dataclasses import dataclass
 import msgspec
 
 from steppe.client import _events as ev
-from steppe.client._gotime import rfc3339, unix_ns
 from steppe.client._restart import Decision, Outcome, RestartTracker, TrackerState
 from steppe.client._services import ServiceRegistrar, ServiceRegistration
 from steppe.client._templates import TemplateContext, TemplateHook, TemplateHookFactory
 from steppe.drivers import Driver, ExitResult, TaskHandle, TaskSpec
 from steppe.errors import SteppeError
-from steppe.structs import NS, Allocation, Job, RestartPolicy, Task, TaskEvent, TaskState, Template
+from steppe.structs import (
+    NS,
+    Allocation,
+    Job,
+    RestartPolicy,
+    Task,
+    TaskEvent,
+    TaskState,
+    Template,
+    rfc3339,
+    unix_ns,
+)
 
 log = logging.getLogger(__name__)
 

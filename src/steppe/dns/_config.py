@@ -9,23 +9,13 @@ silently trimmed UDP answer never learn to retry over TCP.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from steppe.errors import Problem, ValidationError
+from steppe.structs import parse_duration as go_parse_duration
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 _KNOWN_KEYS = {
     "node_ttl",
     "service_ttl",
@@ -84,13 +74,12 @@ def parse_duration(value: object, where: str) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text == "0":
-            return 0.0
-        parts = _DURATION_PART.findall(text)
-        if "".join(n + u for n, u in parts) != text:
-            raise ValidationError(Problem(where, f"expected a duration like '10s', got {value!r}"))
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+        try:
+            seconds = go_parse_duration(value) / 1e9
+        except ValueError as exc:
+            raise ValidationError(
+                Problem(where, f"expected a duration like '10s', got {value!r}")
+            ) from exc
     else:
         raise ValidationError(Problem(where, f"expected a duration like '10s', got {value!r}"))
     if seconds < 0:

@@ -6,7 +6,6 @@ The HCL document helpers are public because agent config files use them too.
 """
 
 from steppe.jobspec._canon import canonicalize_job
-from steppe.jobspec._duration import parse_duration
 from steppe.jobspec._hcl import HclDocument, load_hcl, load_json_document
 from steppe.jobspec._parse import (
     parse_job,
@@ -17,6 +16,7 @@ from steppe.jobspec._parse import (
 )
 from steppe.jobspec._reader import Reader, Sink, Where, locate, suggest
 from steppe.jobspec._validate import CHECK_TYPES, CONSTRAINT_OPERATORS, DRIVERS
+from steppe.structs import parse_duration
 
 __all__ = [
     "CHECK_TYPES",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from steppe.errors import Problem
-from steppe.jobspec._duration import parse_duration
 from steppe.jobspec._hcl import HclDocument, Path
+from steppe.structs import parse_duration
 
 _MISSING: Any = object()
 SemKey = tuple[tuple[str, int | None], ...]

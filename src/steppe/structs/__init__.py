@@ -79,6 +79,7 @@ from steppe.structs._eval import (
     PlanAnnotations,
     PlanResult,
 )
+from steppe.structs._gotime import go_duration, parse_duration, rfc3339, unix_ns
 from steppe.structs._job import (
     JOB_STATUSES,
     JOB_TYPES,
@@ -207,11 +208,15 @@ __all__ = [
     "default_restart_policy",
     "from_json",
     "from_msgpack",
+    "go_duration",
     "has_critical",
     "nomad_names",
+    "parse_duration",
     "pascal",
+    "rfc3339",
     "seconds",
     "to_builtins",
     "to_json",
     "to_msgpack",
+    "unix_ns",
 ]
