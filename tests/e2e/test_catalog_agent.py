@@ -110,6 +110,7 @@ def _task_pid_on(port: int) -> int:
 def test_services_reach_dns_and_leave_it_while_dead(agent: AgentProcess, tmp_path: Path) -> None:
     (tmp_path / "web.hcl").write_text(SERVICE_JOB)
     agent.cli("job", "run", "-detach", str(tmp_path / "web.hcl"))
+
     def three() -> set[int] | None:
         found = _srv_ports(agent, "web")
         return found if len(found) == 3 else None
