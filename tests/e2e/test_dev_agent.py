@@ -3,6 +3,7 @@ the newcomer's path from the README."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +193,19 @@ def test_job_plan_says_what_would_change_and_why_not(agent: AgentProcess, tmp_pa
     assert "Failed to place all allocations" in refused.stdout
     assert "filtered by constraint ${attr.kernel.name} = windows" in refused.stdout
     agent.cli("job", "stop", "-purge", "planned")
+
+
+def test_jobs_parse_endpoint(agent: AgentProcess) -> None:
+    body = json.dumps({"JobHCL": WEB_JOB, "Canonicalize": True}).encode()
+    req = urllib.request.Request(agent.address + "/v1/jobs/parse", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        job = json.loads(r.read())
+    assert job["ID"] == "web" and job["TaskGroups"][0]["Count"] == 3
+    assert job["TaskGroups"][0]["Networks"][0]["DynamicPorts"][0]["Label"] == "http"
+    broken = json.dumps({"JobHCL": 'job "x" {\n  group "g" {\n    count = "three"\n  }\n}\n'})
+    req = urllib.request.Request(
+        agent.address + "/v1/jobs/parse", data=broken.encode(), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(req, timeout=30)
+    assert bad.value.code == 400 and "count" in bad.value.read().decode()
