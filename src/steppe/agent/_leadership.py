@@ -16,7 +16,8 @@ import logging
 
 from steppe.backend import Backend, Election, Put, keep_alive
 from steppe.errors import BackendError
-from steppe.server import Server
+from steppe.rpc import LeaderClient, RPCClient
+from steppe.server import FollowerWorkers, Server
 from steppe.state import Keys
 from steppe.structs import ServerMember, to_msgpack
 
@@ -31,14 +32,30 @@ def _leader_value(server: Server) -> str:
 
 
 class Leadership:
-    def __init__(self, server: Server, backend: Backend, member: ServerMember) -> None:
+    def __init__(
+        self, server: Server, backend: Backend, member: ServerMember, workers: int = 2
+    ) -> None:
         self.server = server
         self.backend = backend
         self.member = member
         self.leader_http: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._leader_client: tuple[str, LeaderClient] | None = None
+        self.followers = FollowerWorkers(server.store, self._leader_api, count=workers)
+
+    def _leader_api(self) -> LeaderClient | None:
+        """The current leader's broker and applier, while this server is a follower."""
+        addr = self.server.leader_addr
+        if self.server.is_leader or not addr:
+            return None
+        if self._leader_client is None or self._leader_client[0] != addr:
+            if self._leader_client is not None:
+                asyncio.ensure_future(self._leader_client[1].client.close())
+            self._leader_client = (addr, LeaderClient(RPCClient(addr)))
+        return self._leader_client[1]
 
     def start(self) -> None:
+        self.followers.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._campaign_forever()),
@@ -53,6 +70,9 @@ class Leadership:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        await self.followers.stop()
+        if self._leader_client is not None:
+            await self._leader_client[1].client.close()
         await self.server.stop_leading()
 
     def _election(self) -> Election:

@@ -148,7 +148,7 @@ class SchedulerRole:
                 build=__version__,
                 bootstrap_expect=self.config.server.bootstrap_expect,
             )
-            self.leadership = Leadership(server, backend, member)
+            self.leadership = Leadership(server, backend, member, workers)
             self.leadership.start()
         self.holder.api = NomadAPI(
             server=server,

@@ -7,7 +7,7 @@ servers.
 """
 
 from steppe.rpc._client import RPCClient, parse_address, with_default_port
-from steppe.rpc._endpoint import MAX_BLOCK, SERVER_METHODS, ServerEndpoint
+from steppe.rpc._endpoint import MAX_BLOCK, SERVER_METHODS, LeaderClient, ServerEndpoint
 from steppe.rpc._method import Handlers, Method, method_table
 from steppe.rpc._remote import RemoteServerAPI
 from steppe.rpc._server import RPCServer
@@ -25,6 +25,7 @@ __all__ = [
     "SERVER_METHODS",
     "FrameTooLargeError",
     "Handlers",
+    "LeaderClient",
     "Method",
     "ProtocolError",
     "RPCClient",

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from steppe.rpc._client import RPCClient
 from steppe.rpc._method import Method, method_table
 from steppe.server import Server
-from steppe.structs import Allocation, Node
+from steppe.structs import Allocation, Evaluation, Node, Plan, PlanResult
 
 MAX_BLOCK = 300.0
 """Longest a blocking query may hold a server-side waiter, whatever a client asks."""
@@ -21,6 +22,14 @@ HEARTBEAT = Method("heartbeat", tuple[str], float)
 NODE_ALLOCATIONS = Method("node_allocations", tuple[str, int, float], tuple[list[Allocation], int])
 UPDATE_ALLOCS = Method("update_allocs", tuple[list[Allocation]], type(None))
 DEREGISTER_NODE = Method("deregister_node", tuple[str], type(None))
+EVAL_DEQUEUE: Method[Evaluation | None] = Method(
+    "eval_dequeue",
+    tuple[list[str], float],
+    Evaluation | None,  # type: ignore[arg-type]
+)
+EVAL_ACK = Method("eval_ack", tuple[Evaluation], type(None))
+EVAL_NACK = Method("eval_nack", tuple[Evaluation], type(None))
+PLAN_SUBMIT = Method("plan_submit", tuple[Plan], PlanResult)
 
 SERVER_METHODS: Mapping[str, Method[Any]] = method_table(
     PING,
@@ -31,6 +40,10 @@ SERVER_METHODS: Mapping[str, Method[Any]] = method_table(
     NODE_ALLOCATIONS,
     UPDATE_ALLOCS,
     DEREGISTER_NODE,
+    EVAL_DEQUEUE,
+    EVAL_ACK,
+    EVAL_NACK,
+    PLAN_SUBMIT,
 )
 
 
@@ -76,3 +89,34 @@ class ServerEndpoint:
 
     async def deregister_node(self, node_id: str) -> None:
         await self.server.deregister_node(node_id)
+
+    async def eval_dequeue(self, types: list[str], timeout: float) -> Evaluation | None:
+        return await self.server.eval_dequeue(types, min(max(timeout, 0.0), MAX_BLOCK))
+
+    async def eval_ack(self, ev: Evaluation) -> None:
+        await self.server.eval_ack(ev)
+
+    async def eval_nack(self, ev: Evaluation) -> None:
+        await self.server.eval_nack(ev)
+
+    async def plan_submit(self, plan: Plan) -> PlanResult:
+        return await self.server.plan_submit(plan)
+
+
+class LeaderClient:
+    """The leader's broker and plan applier as a follower's workers reach them."""
+
+    def __init__(self, client: RPCClient) -> None:
+        self.client = client
+
+    async def eval_dequeue(self, types: list[str], timeout: float) -> Evaluation | None:
+        return await self.client.call(EVAL_DEQUEUE, types, timeout, timeout=timeout + 10)
+
+    async def eval_ack(self, ev: Evaluation) -> None:
+        await self.client.call(EVAL_ACK, ev)
+
+    async def eval_nack(self, ev: Evaluation) -> None:
+        await self.client.call(EVAL_NACK, ev)
+
+    async def plan_submit(self, plan: Plan) -> PlanResult:
+        return await self.client.call(PLAN_SUBMIT, plan, timeout=60)

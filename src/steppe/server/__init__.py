@@ -3,6 +3,7 @@ applier and heartbeat timers."""
 
 from steppe.server._broker import EvalBroker
 from steppe.server._endpoints import Endpoints, RegisterResult, spec_changed
+from steppe.server._follower import FollowerWorkers, LeaderAPI
 from steppe.server._heartbeats import HeartbeatPolicy, HeartbeatTimers
 from steppe.server._leader import Leader
 from steppe.server._server import NotLeaderError, Server, ServerInfo
@@ -10,9 +11,11 @@ from steppe.server._server import NotLeaderError, Server, ServerInfo
 __all__ = [
     "Endpoints",
     "EvalBroker",
+    "FollowerWorkers",
     "HeartbeatPolicy",
     "HeartbeatTimers",
     "Leader",
+    "LeaderAPI",
     "NotLeaderError",
     "RegisterResult",
     "Server",

@@ -20,7 +20,7 @@ from steppe.server._heartbeats import HeartbeatPolicy
 from steppe.server._leader import Leader
 from steppe.server._preview import preview_plan
 from steppe.state import StateStore
-from steppe.structs import NODE_STATUS_DOWN, Allocation, Job, Node
+from steppe.structs import NODE_STATUS_DOWN, Allocation, Evaluation, Job, Node, Plan, PlanResult
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,20 @@ class Server:
 
     async def preview_plan(self, job: Job) -> dict[str, Any]:
         return preview_plan(self.store.snapshot(), job, int(time.time() * 1e9))
+
+    # what followers' workers ask of the leader -------------------------------------------
+    async def eval_dequeue(self, types: list[str], timeout: float) -> Evaluation | None:
+        return await self._require_leader().broker.dequeue(frozenset(types), timeout)
+
+    async def eval_ack(self, ev: Evaluation) -> None:
+        await self._require_leader().broker.ack(ev)
+
+    async def eval_nack(self, ev: Evaluation) -> None:
+        await self._require_leader().broker.nack(ev)
+
+    async def plan_submit(self, plan: Plan) -> PlanResult:
+        result, _ = await self._require_leader().apply_plan(plan)
+        return result
 
     # the client's ServerAPI ----------------------------------------------------------
     async def register_node(self, node: Node) -> float:
