@@ -179,7 +179,13 @@ class Cluster:
         return leader if leader.alive else None
 
     def wait_leader(self, timeout: float = 30.0) -> ClusterAgent:
-        return wait_until(self.leader, timeout=timeout, what="one scheduler leader")
+        """Fails at once if an agent exited with an error on the way."""
+        found = wait_until(
+            lambda: self._exited() or self.leader(), timeout=timeout, what="one scheduler leader"
+        )
+        self._fail_if_exited()
+        assert isinstance(found, ClusterAgent)
+        return found
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Every live agent up: one leader, every live client's node ready, and every
@@ -190,12 +196,14 @@ class Cluster:
         want = {c.name for c in self.clients if c.alive}
 
         def nodes_ready() -> bool:
-            self._fail_if_exited()
+            if self._exited():
+                return True
             nodes = server.get("/v1/nodes", timeout=3)
             ready = {n["Name"] for n in nodes if n["Status"] == "ready"}
             return want <= ready
 
         wait_until(nodes_ready, timeout=timeout, what=f"nodes {sorted(want)} ready")
+        self._fail_if_exited()
         for s in self.alive_servers():
             wait_until(
                 lambda s=s: request(f"{s.catalog}/v1/kv/_ready?consistent", "PUT", b"1", 3),
@@ -203,11 +211,20 @@ class Cluster:
                 what=f"{s.name}'s catalog KV",
             )
 
+    def _exited(self) -> list[ClusterAgent]:
+        """Agents that exited on their own (not by a signal the test sent)."""
+        return [
+            agent
+            for agent in self.agents
+            if agent.proc is not None
+            and agent.proc.poll() not in (None, -signal.SIGKILL, -signal.SIGTERM, 0)
+        ]
+
     def _fail_if_exited(self) -> None:
-        for agent in self.agents:
-            code = agent.proc.poll() if agent.proc is not None else None
-            if code is not None and code not in (-signal.SIGKILL, -signal.SIGTERM, 0):
-                raise AssertionError(f"{agent.name} exited {code}:\n{agent.log()[-4000:]}")
+        for agent in self._exited():
+            assert agent.proc is not None
+            code = agent.proc.returncode
+            raise AssertionError(f"{agent.name} exited {code}:\n{agent.log()[-4000:]}")
 
     def stop_all(self, sig: int = signal.SIGTERM) -> None:
         for agent in self.agents:

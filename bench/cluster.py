@@ -1,0 +1,297 @@
+"""Steppe on a real 3-server cluster (separate processes, each with its etcd members, on
+their own loopback addresses), side by side with the etcd underneath it:
+
+- raw etcd puts/s (aetcd, 64 in flight) against the servers' datacenter etcd cluster,
+  and Steppe KV PUT/s through the catalog HTTP API with 64 keep-alive connections
+  spread over the three servers;
+- placements/s: ``--nodes`` simulated nodes registered (and heartbeated) over the
+  servers' RPC like real clients, then jobs of 100 instances (``bench/scheduler.py``'s
+  shape) registered over HTTP; placements counted in the region's etcd;
+- leader kill (SIGKILL of the scheduler leader's agent, its etcd members die with it) to
+  the first committed write through a surviving server, median of ``--runs``: a KV PUT,
+  a job register, and the new scheduler leader, each measured separately.
+
+Usage: ``python bench/cluster.py [--nodes 5000] [--jobs 50] [--runs 5]``; prints the
+figures and writes ``bench/results/cluster.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aetcd
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from tests.support.cluster import Cluster, ClusterAgent, new_cluster  # noqa: E402
+
+import etcd_raw  # noqa: E402
+import scheduler as scheduler_bench  # noqa: E402
+from kv import _Conn  # noqa: E402
+from steppe.rpc import RemoteServerAPI  # noqa: E402
+from steppe.state import Keys  # noqa: E402
+from steppe.structs import Node, to_json  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "cluster.json"
+IN_FLIGHT = 64
+
+
+# KV ------------------------------------------------------------------------------------
+async def steppe_kv_puts(servers: list[ClusterAgent], seconds: float) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    stop_at = time.monotonic() + seconds
+    conns: list[_Conn] = []
+    futures: list[asyncio.Future[int]] = []
+    value = b"x" * 100
+    started = time.monotonic()
+    for i in range(IN_FLIGHT):
+        server = servers[i % len(servers)]
+        requests = [
+            f"PUT /v1/kv/bench/c{i}/k{j} HTTP/1.1\r\nHost: {server.ip}\r\n"
+            f"Content-Length: {len(value)}\r\n\r\n".encode()
+            + value
+            for j in range(16)
+        ]
+        fut: asyncio.Future[int] = loop.create_future()
+        futures.append(fut)
+        _, conn = await loop.create_connection(
+            lambda r=requests, f=fut: _Conn(r, stop_at, f), server.ip, 8500
+        )
+        conns.append(conn)
+    await asyncio.gather(*futures)
+    elapsed = time.monotonic() - started
+    total = sum(c.count for c in conns)
+    return {"puts_per_s": total / elapsed, "errors": sum(c.errors for c in conns)}
+
+
+# placements ---------------------------------------------------------------------------
+class SimulatedNodes:
+    """Registers nodes over RPC, as client agents do, and keeps them heartbeating."""
+
+    def __init__(self, servers: list[ClusterAgent], nodes: list[Node]) -> None:
+        self.api = RemoteServerAPI([s.rpc_addr for s in servers], call_timeout=30)
+        self.nodes = nodes
+        self.ttl = 10.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def register(self) -> float:
+        started = time.monotonic()
+        ttls = await _bounded([lambda n=n: self.api.register_node(n) for n in self.nodes], 64)
+        self.ttl = min(ttls)
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+        return len(self.nodes) / (time.monotonic() - started)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            ttls = await _bounded(
+                [lambda n=n: self.api.heartbeat(n.id) for n in self.nodes], 64, tolerant=True
+            )
+            self.ttl = min([t for t in ttls if t] or [self.ttl])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.api.close()
+
+
+async def _bounded(
+    calls: list[Callable[[], Awaitable[Any]]], limit: int, tolerant: bool = False
+) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            try:
+                return await call()
+            except Exception:
+                if not tolerant:
+                    raise
+                return None
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+async def count_allocs(etcd: aetcd.Client, prefix: bytes) -> int:
+    return len(await etcd.get_prefix(prefix, keys_only=True))
+
+
+async def placements(servers: list[ClusterAgent], n_nodes: int, n_jobs: int) -> dict[str, Any]:
+    sim = SimulatedNodes(servers, scheduler_bench.sim_nodes(n_nodes))
+    etcd = aetcd.Client(host=servers[0].ip, port=4649, timeout=30)
+    try:
+        registered_per_s = await sim.register()
+        prefix = Keys(root="/steppe/region/eu/").alloc("").encode()
+        want = n_jobs * scheduler_bench.COUNT
+        jobs = scheduler_bench.sim_jobs(n_jobs)
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http:
+            for i, job in enumerate(jobs):
+                url = f"{servers[i % len(servers)].http}/v1/jobs"
+                body = b'{"Job": ' + to_json(job) + b"}"
+                async with http.put(url, data=body) as resp:
+                    resp.raise_for_status()
+        registered = time.monotonic() - started
+        placed, last_change = 0, started
+        deadline = started + 300
+        while placed < want and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            now_placed = await count_allocs(etcd, prefix)
+            if now_placed != placed:
+                placed, last_change = now_placed, time.monotonic()
+        elapsed = last_change - started
+        return {
+            "nodes": n_nodes,
+            "node_registrations_per_s": round(registered_per_s),
+            "heartbeat_ttl_s": round(sim.ttl, 1),
+            "jobs": n_jobs,
+            "wanted": want,
+            "placed": placed,
+            "job_registration_seconds": round(registered, 2),
+            "seconds": round(elapsed, 2),
+            "placements_per_s": round(placed / elapsed) if elapsed > 0 else 0,
+        }
+    finally:
+        await etcd.close()
+        await sim.close()
+
+
+# failover -----------------------------------------------------------------------------
+async def _first_success(
+    attempt: Callable[[aiohttp.ClientSession], Awaitable[bool]], since: float
+) -> float:
+    """Starts an attempt every 20 ms until one succeeds; seconds from ``since`` to the
+    first acknowledged one (a slow attempt does not hide a quicker later one)."""
+    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def one(http: aiohttp.ClientSession) -> None:
+        try:
+            if await attempt(http) and not done.done():
+                done.set_result(time.monotonic() - since)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            pass
+
+    tasks: list[asyncio.Task[None]] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        while not done.done():
+            tasks.append(asyncio.ensure_future(one(http)))
+            await asyncio.wait([done], timeout=0.02)
+            if time.monotonic() - since > 60:
+                raise TimeoutError("no write committed within 60 s of the kill")
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return done.result()
+
+
+async def failover_once(cluster: Cluster, job: dict[str, Any], run: int) -> dict[str, Any]:
+    leader = await asyncio.to_thread(cluster.wait_leader)
+    survivor = next(s for s in cluster.servers if s is not leader)
+    others = [s for s in cluster.servers if s is not leader]
+    counter = iter(range(1_000_000))
+
+    async def kv(http: aiohttp.ClientSession) -> bool:
+        url = f"{survivor.catalog}/v1/kv/failover/r{run}-{next(counter)}"
+        async with http.put(url, data=b"x") as resp:
+            return resp.status == 200 and (await resp.read()).strip() == b"true"
+
+    async def register(http: aiohttp.ClientSession) -> bool:
+        body = json.dumps({"Job": {**job, "ID": f"fo-{run}", "Name": f"fo-{run}"}})
+        async with http.put(f"{survivor.http}/v1/jobs", data=body) as resp:
+            return resp.status == 200
+
+    async def new_leader(http: aiohttp.ClientSession) -> bool:
+        async with http.get(f"{others[1].http}/v1/status/leader") as resp:
+            answer = await resp.json() if resp.status == 200 else None
+        return bool(answer) and answer != leader.rpc_addr
+
+    killed = time.monotonic()
+    leader.kill(signal.SIGKILL)
+    figures = await asyncio.gather(
+        _first_success(kv, killed), _first_success(register, killed),
+        _first_success(new_leader, killed),
+    )  # fmt: skip
+    cluster.start([leader])
+    await asyncio.to_thread(cluster.wait_ready)
+    return dict(zip(("kv_put", "job_register", "new_leader"), figures, strict=True))
+
+
+async def failover(cluster: Cluster, runs: int) -> dict[str, Any]:
+    job = await asyncio.to_thread(_failover_job, cluster.servers[0])
+    rows = [await failover_once(cluster, job, run) for run in range(runs)]
+    medians = {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]}
+    return {"runs": [{k: round(v, 3) for k, v in r.items()} for r in rows], "median": medians}
+
+
+def _failover_job(server: ClusterAgent) -> dict[str, Any]:
+    from tests.cluster.workload import job_json
+
+    return job_json(server, "fo", 0)
+
+
+# main ---------------------------------------------------------------------------------
+async def measure(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
+    servers = cluster.servers
+    raw = await etcd_raw.measure_raw_puts(f"{servers[0].ip}:8303", total=args.puts)
+    kv = await steppe_kv_puts(servers, args.seconds)
+    kv_ratio = kv["puts_per_s"] / raw
+    print(f"KV        raw etcd {raw:8.0f} puts/s | Steppe KV {kv['puts_per_s']:8.0f} PUT/s "
+          f"({kv_ratio:.2f}x, target >= 0.8x; {kv['errors']} errors)", flush=True)  # fmt: skip
+    fo = await failover(cluster, args.runs)
+    m = fo["median"]
+    print(f"failover  median to first KV PUT {m['kv_put']:.3f}s, job register "
+          f"{m['job_register']:.3f}s, new leader {m['new_leader']:.3f}s (target <= 1.5 s)",
+          flush=True)  # fmt: skip
+    place = await placements(servers, args.nodes, args.jobs)
+    print(f"placement {place['placed']} of {place['wanted']} on {place['nodes']} nodes in "
+          f"{place['seconds']}s: {place['placements_per_s']}/s (target >= 2000/s)",
+          flush=True)  # fmt: skip
+    return {
+        "kv": {"raw_etcd_puts_per_s": round(raw), "steppe_kv_puts_per_s": round(kv["puts_per_s"]),
+               "ratio": round(kv_ratio, 2), "errors": kv["errors"], "in_flight": IN_FLIGHT},
+        "failover": fo,
+        "placements": place,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--puts", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="steppe-bench-cluster-"))
+    cluster = new_cluster(workdir, servers=3, clients=0)
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        results = asyncio.run(measure(cluster, args))
+    except BaseException:
+        print(cluster.logs(), file=sys.stderr)
+        raise
+    finally:
+        cluster.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    results["machine"] = {"cores": __import__("os").cpu_count()}
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
