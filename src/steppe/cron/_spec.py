@@ -132,6 +132,8 @@ def _parse_item(item: str, field: _Field) -> range:
         if not step_text.isdigit() or int(step_text) == 0:
             raise CronError(f"{where}: the step after '/' must be a whole number above 0")
         step = int(step_text)
+        if step > field.high - field.low + 1:
+            raise CronError(f"{where}: the step {step} is larger than the whole field")
     if base == "*":
         low, high = field.low, field.high
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
+from steppe.jobspec._periodic import canonical as canonical_parent
 from steppe.structs import (
     Job,
     Service,
@@ -19,7 +20,7 @@ def canonicalize_job(job: Job) -> Job:
     """Name defaults to ID, policies to the job type's, services and checks get names."""
     groups = tuple(_group(job, g) for g in job.task_groups)
     return replace(
-        job,
+        canonical_parent(job),
         name=job.name or job.id,
         region=job.region or "global",
         namespace=job.namespace or "default",

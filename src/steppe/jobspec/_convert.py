@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from steppe.jobspec import _parts as parts
+from steppe.jobspec import _periodic as periodic
 from steppe.jobspec._reader import Reader, Sink, Where
 from steppe.structs import (
     EphemeralDisk,
@@ -37,6 +38,8 @@ _JOB_KEYS = (
     "reschedule",
     "update",
     "migrate",
+    "periodic",
+    "parameterized",
 )
 _GROUP_KEYS = (
     "count",
@@ -69,6 +72,7 @@ _TASK_KEYS = (
     "kill_signal",
     "logs",
     "leader",
+    "dispatch_payload",
 )
 
 
@@ -97,6 +101,8 @@ def _job(job_id: str, r: Reader) -> Job:
         reschedule_base = parts.reschedule_policy(reschedule, reschedule_base)
     groups = tuple(_group(name, g, job_type, reschedule_base) for name, g in r.labeled("group"))
     datacenters = r.strings("datacenters")
+    periodic_block = r.block("periodic")
+    parameterized_block = r.block("parameterized")
     return Job(
         id=job_id,
         name=r.string("name", job_id),
@@ -112,6 +118,10 @@ def _job(job_id: str, r: Reader) -> Job:
         affinities=parts.affinities(r),
         spreads=parts.spreads(r),
         task_groups=groups,
+        periodic=periodic.periodic(periodic_block) if periodic_block else None,
+        parameterized_job=(
+            periodic.parameterized(parameterized_block) if parameterized_block else None
+        ),
     )
 
 
@@ -167,6 +177,7 @@ def _task(name: str, r: Reader, group_restart: RestartPolicy) -> tuple[Task, lis
             max_files=logs.integer("max_files", log_config.max_files),
             max_file_size_mb=logs.integer("max_file_size", log_config.max_file_size_mb),
         )
+    payload_block = r.block("dispatch_payload")
     task = Task(
         name=name,
         driver=r.string("driver"),
@@ -184,6 +195,7 @@ def _task(name: str, r: Reader, group_restart: RestartPolicy) -> tuple[Task, lis
         kill_signal=r.string("kill_signal"),
         log_config=log_config,
         leader=r.boolean("leader"),
+        dispatch_payload=periodic.dispatch_payload(payload_block) if payload_block else None,
     )
     return task, legacy
 

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from steppe.jobspec._periodic import check as check_parent
 from steppe.jobspec._reader import Where, suggest
 from steppe.structs import (
     JOB_TYPES,
@@ -88,6 +89,7 @@ def check_job(job: Job) -> list[Finding]:
     out += _duplicates(here, "group", [g.name for g in job.task_groups])
     for i, group in enumerate(job.task_groups):
         out += _group(here.child("group", group.name, i), group)
+    out += check_parent(job)
     return out
 
 

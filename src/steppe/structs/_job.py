@@ -165,6 +165,10 @@ class LogConfig(Base, frozen=True):
     max_file_size_mb: int = 10
 
 
+class DispatchPayloadConfig(Base, frozen=True):
+    file: str = ""
+
+
 class Task(Base, frozen=True):
     name: str = ""
     driver: str = ""
@@ -182,6 +186,7 @@ class Task(Base, frozen=True):
     kill_signal: str = ""
     log_config: LogConfig = msgspec.field(default_factory=LogConfig)
     leader: bool = False
+    dispatch_payload: DispatchPayloadConfig | None = None
 
 
 class EphemeralDisk(Base, frozen=True):
@@ -208,6 +213,24 @@ class TaskGroup(Base, frozen=True):
         return next((t for t in self.tasks if t.name == name), None)
 
 
+class PeriodicConfig(Base, frozen=True):
+    enabled: bool = True
+    spec: str = ""
+    specs: tuple[str, ...] = ()
+    spec_type: str = "cron"
+    prohibit_overlap: bool = False
+    time_zone: str = "UTC"
+
+    def all_specs(self) -> tuple[str, ...]:
+        return (self.spec, *self.specs) if self.spec else self.specs
+
+
+class ParameterizedJobConfig(Base, frozen=True):
+    payload: str = "optional"
+    meta_required: tuple[str, ...] = ()
+    meta_optional: tuple[str, ...] = ()
+
+
 class Job(Base, frozen=True):
     id: str = ""
     name: str = ""
@@ -232,9 +255,32 @@ class Job(Base, frozen=True):
     create_index: int = 0
     modify_index: int = 0
     job_modify_index: int = 0
+    periodic: PeriodicConfig | None = None
+    parameterized_job: ParameterizedJobConfig | None = None
+    parent_id: str = ""
+    dispatched: bool = False
+    payload: bytes | None = None
 
     def group(self, name: str) -> TaskGroup | None:
         return next((g for g in self.task_groups if g.name == name), None)
+
+    def is_parameterized(self) -> bool:
+        return self.parameterized_job is not None and not self.dispatched
+
+    def is_periodic_active(self) -> bool:
+        """Whether the leader should launch children of this job on its schedule (a
+        parameterized periodic job's schedule applies to its dispatched children)."""
+        return (
+            self.periodic is not None
+            and self.periodic.enabled
+            and not self.stop
+            and not self.is_parameterized()
+        )
+
+    def is_parent(self) -> bool:
+        """Periodic and parameterized jobs are templates: never scheduled themselves,
+        only the children launched from them are."""
+        return self.periodic is not None or self.is_parameterized()
 
 
 JOB_TYPES = ("service", "batch", "system", "sysbatch")
