@@ -106,13 +106,14 @@ class Endpoints:
             stored = msgspec.structs.replace(
                 job, version=version, submit_time=self._now_ns(), status="pending"
             )
-            ev = self.new_eval(stored, TRIGGER_JOB_REGISTER)
+            # periodic and parameterized jobs are templates: only their children run
+            evals = [] if stored.is_parent() else [self.new_eval(stored, TRIGGER_JOB_REGISTER)]
             txn = writes.register_job(
-                self.keys, stored, existing.modify_index if existing else 0, [ev]
+                self.keys, stored, existing.modify_index if existing else 0, evals
             )
             revision = await self.store.try_commit(txn)
             if revision is not None:
-                return RegisterResult(ev.id, revision, revision)
+                return RegisterResult(evals[0].id if evals else "", revision, revision)
         raise ConflictError(f"job {job.id!r} kept changing concurrently; try again")
 
     async def deregister_job(self, namespace: str, job_id: str, purge: bool) -> RegisterResult:
@@ -160,7 +161,7 @@ class Endpoints:
         system jobs (one alloc per node) and jobs with allocations on it."""
         jobs: dict[tuple[str, str], Job] = {}
         for job in snap.jobs():
-            if job.type in ("system", "sysbatch") and not job.stop:
+            if job.type in ("system", "sysbatch") and not job.stop and not job.is_parent():
                 jobs[(job.namespace, job.id)] = job
         for alloc in snap.allocs_by_node(node.id):
             owner = snap.job(alloc.namespace, alloc.job_id)

@@ -20,6 +20,7 @@ from steppe.scheduler import SchedulerResult, evaluate_plan, process_async
 from steppe.server._broker import EvalBroker
 from steppe.server._endpoints import Endpoints
 from steppe.server._heartbeats import HeartbeatPolicy, HeartbeatTimers
+from steppe.server._periodic import PeriodicDispatcher
 from steppe.state import Keys, StateSnapshot, StateStore, writes
 from steppe.structs import (
     EVAL_BLOCKED,
@@ -53,6 +54,7 @@ class Leader:
         self.broker = EvalBroker(monotonic)
         self.heartbeats = HeartbeatTimers(heartbeat_policy or HeartbeatPolicy(), monotonic)
         self._clock = clock
+        self.periodic = PeriodicDispatcher(store, endpoints, clock)
         self._workers = workers
         self._plan_lock = asyncio.Lock()
         self._blocked: dict[str, Evaluation] = {}
@@ -73,8 +75,10 @@ class Leader:
             loop.create_task(self._expire_heartbeats()),
         ]
         self._tasks += [loop.create_task(self._work()) for _ in range(self._workers)]
+        await self.periodic.start()
 
     async def stop(self) -> None:
+        await self.periodic.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
