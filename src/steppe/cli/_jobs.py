@@ -12,6 +12,15 @@ from steppe import jobspec
 from steppe.cli._format import ago, echo_json, kv_block, short, table, timestamp
 from steppe.cli._http import APIClient, CLIError
 from steppe.cli._options import Ctx, address_option, pass_ctx
+from steppe.cli._periodic import (
+    dispatch_cmd,
+    is_parent,
+    job_path,
+    parent_lines,
+    parent_sections,
+    periodic_group,
+    registered_parent,
+)
 from steppe.errors import ValidationError
 from steppe.scheduler import describe_failures
 from steppe.structs import AllocMetric, Job, convert, to_builtins
@@ -60,7 +69,7 @@ def monitor(api: APIClient, eval_id: str, timeout: float) -> int:
         if status in TERMINAL_EVAL:
             break
     code = 0
-    allocs = [a for a in api.get(f"/v1/job/{ev['JobID']}/allocations") if a["EvalID"] == eval_id]
+    allocs = [a for a in api.get(job_path(ev["JobID"], "allocations")) if a["EvalID"] == eval_id]
     for alloc in allocs:
         click.echo(
             f'    Allocation "{short(alloc["ID"])}" created: node "{short(alloc["NodeID"])}", '
@@ -113,6 +122,9 @@ def run_cmd(ctx: Ctx, path: str, detach: bool, output_json: bool, timeout: float
         return
     api = ctx.nomad()
     result = api.put("/v1/jobs", {"Job": to_builtins(job)})
+    if not result["EvalID"]:
+        click.echo(registered_parent(job))
+        return
     if detach:
         click.echo("Job registration successful")
         click.echo(f"Evaluation ID: {result['EvalID']}")
@@ -204,10 +216,10 @@ def status_cmd(ctx: Ctx, job_id: str | None, output_json: bool, verbose: bool) -
             ]
             click.echo(table(["ID", "Type", "Priority", "Status", "Submit Date"], rows))
         return
-    job = api.get(f"/v1/job/{job_id}")
-    summary = api.get(f"/v1/job/{job_id}/summary")
-    allocs = api.get(f"/v1/job/{job_id}/allocations")
-    evals = api.get(f"/v1/job/{job_id}/evaluations")
+    job = api.get(job_path(job_id))
+    summary = api.get(job_path(job_id, "summary"))
+    allocs = api.get(job_path(job_id, "allocations"))
+    evals = api.get(job_path(job_id, "evaluations"))
     if output_json:
         echo_json({"Job": job, "Summary": summary, "Allocations": allocs, "Evaluations": evals})
         return
@@ -222,11 +234,13 @@ def status_cmd(ctx: Ctx, job_id: str | None, output_json: bool, verbose: bool) -
                 ("Datacenters", ",".join(job["Datacenters"])),
                 ("Namespace", job["Namespace"]),
                 ("Status", job["Status"]),
-                ("Periodic", "false"),
-                ("Parameterized", "false"),
+                *parent_lines(job),
             ]
         )
     )
+    if is_parent(job):
+        click.echo(parent_sections(api, job, summary))
+        return
     click.echo("\nSummary")
     columns = ["Queued", "Starting", "Running", "Failed", "Complete", "Lost", "Unknown"]
     rows = [[g, *(c.get(k, 0) for k in columns)] for g, c in sorted(summary["Summary"].items())]
@@ -281,7 +295,7 @@ def job_status(ctx: Ctx, job_id: str | None, output_json: bool, verbose: bool) -
 def job_stop(ctx: Ctx, job_id: str, purge: bool, detach: bool, yes: bool) -> None:
     """Stop a job's allocations (and with -purge, remove the job)."""
     api = ctx.nomad()
-    result = api.delete(f"/v1/job/{job_id}", purge="true" if purge else None)
+    result = api.delete(job_path(job_id), purge="true" if purge else None)
     if detach:
         click.echo(result["EvalID"])
         return
@@ -294,4 +308,8 @@ def job_stop(ctx: Ctx, job_id: str, purge: bool, detach: bool, yes: bool) -> Non
 @pass_ctx
 def job_inspect(ctx: Ctx, job_id: str) -> None:
     """Print a job as the servers store it (JSON)."""
-    echo_json({"Job": ctx.nomad().get(f"/v1/job/{job_id}")})
+    echo_json({"Job": ctx.nomad().get(job_path(job_id))})
+
+
+job_group.add_command(dispatch_cmd)
+job_group.add_command(periodic_group)

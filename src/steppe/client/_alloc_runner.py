@@ -18,6 +18,7 @@ import msgspec
 from steppe.client import _events as ev
 from steppe.client._alloc_setup import registrations, task_context
 from steppe.client._allocdir import AllocDir
+from steppe.client._payload import write_dispatch_payloads
 from steppe.client._services import ServiceRegistrar, ServiceRegistration
 from steppe.client._task_runner import DEAD, RUNNING, PersistedTask, TaskRunner
 from steppe.client._templates import TemplateHookFactory
@@ -199,7 +200,9 @@ class AllocRunner:
             self.kill()
         try:
             self.alloc_dir.build(list(self.runners))
-        except OSError as exc:
+            if self.alloc.job is not None:
+                write_dispatch_payloads(self.alloc_dir, self.alloc.job, self.alloc.task_group)
+        except (OSError, SteppeError) as exc:
             self.setup_error = f"could not build the allocation directory: {exc}"
             self._on_change(self)
             return

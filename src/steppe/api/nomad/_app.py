@@ -24,6 +24,7 @@ from steppe.api._http import (
     read_json,
 )
 from steppe.api.nomad import _views as views
+from steppe.api.nomad._dispatch import add_routes as add_dispatch_routes
 from steppe.api.nomad._logs import cat_file, stream_logs
 from steppe.errors import BackendError, NotFoundError, ValidationError
 from steppe.server import Server
@@ -412,4 +413,5 @@ def build_nomad_app(holder: NomadAPIHolder) -> web.Application:
     r.add_post("/v1/agent/join", agent_join)
     r.add_get("/v1/operator/raft/configuration", raft_configuration)
     r.add_get("/v1/client/fs/{kind:logs|cat}/{alloc_id}", alloc_files)
+    add_dispatch_routes(r, _api)
     return app

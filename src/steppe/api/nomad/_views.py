@@ -24,6 +24,8 @@ from steppe.structs import (
 
 
 def job_status(snap: StateSnapshot, job: Job) -> str:
+    if job.is_parent():
+        return "dead" if job.stop else "running"
     allocs = snap.allocs_by_job(job.namespace, job.id)
     if any(not a.terminal() for a in allocs):
         return "running"
@@ -82,23 +84,33 @@ def job_summary(snap: StateSnapshot, job: Job) -> dict[str, Any]:
         "JobID": job.id,
         "Namespace": job.namespace,
         "Summary": groups,
-        "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+        "Children": children_summary(snap, job),
         "CreateIndex": job.create_index,
         "ModifyIndex": snap.table_index("allocs", "jobs"),
     }
 
 
+def children_summary(snap: StateSnapshot, job: Job) -> dict[str, int]:
+    """How many children of a periodic or parameterized job are in each status."""
+    counts = {"Pending": 0, "Running": 0, "Dead": 0}
+    if job.is_parent():
+        for child in snap.jobs(job.namespace):
+            if child.parent_id == job.id:
+                counts[job_status(snap, child).capitalize()] += 1
+    return counts
+
+
 def job_stub(snap: StateSnapshot, job: Job) -> dict[str, Any]:
     return {
         "ID": job.id,
-        "ParentID": "",
+        "ParentID": job.parent_id,
         "Name": job.name,
         "Namespace": job.namespace,
         "Datacenters": list(job.datacenters),
         "Type": job.type,
         "Priority": job.priority,
-        "Periodic": False,
-        "ParameterizedJob": False,
+        "Periodic": job.periodic is not None,
+        "ParameterizedJob": job.is_parameterized(),
         "Stop": job.stop,
         "Status": job_status(snap, job),
         "StatusDescription": job.status_description,
