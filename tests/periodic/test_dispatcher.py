@@ -252,3 +252,18 @@ async def test_the_leaders_loop_launches_children_that_get_placed(
         assert store.snapshot().allocs_by_job("default", "report") == []
     finally:
         await server.stop()
+
+
+async def test_purging_a_parent_keeps_its_children(
+    store: StateStore, endpoints: Endpoints, clock: FakeClock
+) -> None:
+    await endpoints.register_job(periodic_job())
+    await endpoints.register_job(periodic_job(prohibit_overlap=True))
+    result = await force_launch(endpoints, "default", "report", clock())
+    [child] = children_of(store, "report")
+    await endpoints.deregister_job("default", "report", purge=True)
+    snap = store.snapshot()
+    assert snap.job("default", "report") is None
+    assert snap.job_versions("default", "report") == []
+    assert [v.id for v in snap.job_versions("default", child.id)] == [child.id]
+    assert snap.eval(result.eval_id) is not None

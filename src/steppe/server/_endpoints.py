@@ -124,7 +124,10 @@ class Endpoints:
                 raise NotFoundError(f"job not found: {job_id}")
             ev = self.new_eval(job, TRIGGER_JOB_DEREGISTER)
             if purge:
-                txn = writes.purge_job(self.keys, job, [ev])
+                versions = None
+                if job.is_parent():
+                    versions = [v.version for v in snap.job_versions(namespace, job_id)]
+                txn = writes.purge_job(self.keys, job, [ev], versions)
             else:
                 stopped = msgspec.structs.replace(
                     job,

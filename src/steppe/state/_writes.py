@@ -74,11 +74,16 @@ def register_job(keys: Keys, job: Job, expected_revision: int, evals: Sequence[E
     return Txn((compare,), tuple(ops), f"register job {job.id!r}")
 
 
-def purge_job(keys: Keys, job: Job, evals: Sequence[Evaluation]) -> Txn:
-    ops: list[Op] = [
-        Delete(keys.job(job.namespace, job.id)),
-        Delete(keys.job_versions(job.namespace, job.id), prefix=True),
-    ]
+def purge_job(
+    keys: Keys, job: Job, evals: Sequence[Evaluation], versions: Sequence[int] | None = None
+) -> Txn:
+    """``versions``: delete exactly these version rows instead of the job's whole version
+    prefix, which also holds the versions of its children (``<job>/periodic-...``)."""
+    ops: list[Op] = [Delete(keys.job(job.namespace, job.id))]
+    if versions is None:
+        ops.append(Delete(keys.job_versions(job.namespace, job.id), prefix=True))
+    else:
+        ops.extend(Delete(keys.job_version(job.namespace, job.id, v)) for v in versions)
     ops.extend(Put(keys.eval(e.id), to_msgpack(e)) for e in evals)
     compare = Compare(keys.job(job.namespace, job.id), "mod", "==", job.modify_index)
     return Txn((compare,), tuple(ops), f"purge job {job.id!r}")
