@@ -22,10 +22,10 @@ HEARTBEAT = Method("heartbeat", tuple[str], float)
 NODE_ALLOCATIONS = Method("node_allocations", tuple[str, int, float], tuple[list[Allocation], int])
 UPDATE_ALLOCS = Method("update_allocs", tuple[list[Allocation]], type(None))
 DEREGISTER_NODE = Method("deregister_node", tuple[str], type(None))
-EVAL_DEQUEUE: Method[Evaluation | None] = Method(
+EVAL_DEQUEUE: Method[tuple[Evaluation | None, int]] = Method(
     "eval_dequeue",
     tuple[list[str], float],
-    Evaluation | None,  # type: ignore[arg-type]
+    tuple[Evaluation | None, int],
 )
 EVAL_ACK = Method("eval_ack", tuple[Evaluation], type(None))
 EVAL_NACK = Method("eval_nack", tuple[Evaluation], type(None))
@@ -90,7 +90,7 @@ class ServerEndpoint:
     async def deregister_node(self, node_id: str) -> None:
         await self.server.deregister_node(node_id)
 
-    async def eval_dequeue(self, types: list[str], timeout: float) -> Evaluation | None:
+    async def eval_dequeue(self, types: list[str], timeout: float) -> tuple[Evaluation | None, int]:
         return await self.server.eval_dequeue(types, min(max(timeout, 0.0), MAX_BLOCK))
 
     async def eval_ack(self, ev: Evaluation) -> None:
@@ -109,7 +109,7 @@ class LeaderClient:
     def __init__(self, client: RPCClient) -> None:
         self.client = client
 
-    async def eval_dequeue(self, types: list[str], timeout: float) -> Evaluation | None:
+    async def eval_dequeue(self, types: list[str], timeout: float) -> tuple[Evaluation | None, int]:
         return await self.client.call(EVAL_DEQUEUE, types, timeout, timeout=timeout + 10)
 
     async def eval_ack(self, ev: Evaluation) -> None:

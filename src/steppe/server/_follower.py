@@ -28,7 +28,9 @@ RETRY_PAUSE = 1.0
 class LeaderAPI(Protocol):
     """What a follower's worker asks of the leader."""
 
-    async def eval_dequeue(self, types: list[str], timeout: float) -> Evaluation | None: ...
+    async def eval_dequeue(
+        self, types: list[str], timeout: float
+    ) -> tuple[Evaluation | None, int]: ...
 
     async def eval_ack(self, ev: Evaluation) -> None: ...
 
@@ -75,7 +77,7 @@ class FollowerWorkers:
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
             try:
-                ev = await leader.eval_dequeue(self._types, DEQUEUE_WAIT)
+                ev, wait_index = await leader.eval_dequeue(self._types, DEQUEUE_WAIT)
             except SteppeError as exc:
                 log.debug("follower worker: no evaluations from the leader: %s", exc)
                 await asyncio.sleep(RETRY_PAUSE)
@@ -83,7 +85,7 @@ class FollowerWorkers:
             if ev is None:
                 continue
             try:
-                await self._process(leader, ev)
+                await self._process(leader, ev, max(ev.modify_index, wait_index))
                 await leader.eval_ack(ev)
                 self.processed += 1
             except asyncio.CancelledError:
@@ -95,9 +97,12 @@ class FollowerWorkers:
                 with contextlib.suppress(SteppeError):
                     await leader.eval_nack(ev)
 
-    async def _process(self, leader: LeaderAPI, ev: Evaluation) -> None:
-        if not await self.store.wait_for_revision(ev.modify_index, timeout=10):
-            raise SteppeError(f"state did not reach the eval's index {ev.modify_index}")
+    async def _process(self, leader: LeaderAPI, ev: Evaluation, wait_index: int) -> None:
+        """Schedules only on state at least as new as the leader's when it handed the
+        evaluation out; an older copy might miss the previous evaluation's allocations
+        and place them again."""
+        if not await self.store.wait_for_revision(wait_index, timeout=10):
+            raise SteppeError(f"state did not reach the leader's index {wait_index}")
 
         async def submit(plan: Plan) -> tuple[PlanResult, StateSnapshot | None]:
             result = await leader.plan_submit(plan)

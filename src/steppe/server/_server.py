@@ -99,8 +99,12 @@ class Server:
         return preview_plan(self.store.snapshot(), job, int(time.time() * 1e9))
 
     # what followers' workers ask of the leader -------------------------------------------
-    async def eval_dequeue(self, types: list[str], timeout: float) -> Evaluation | None:
-        return await self._require_leader().broker.dequeue(frozenset(types), timeout)
+    async def eval_dequeue(self, types: list[str], timeout: float) -> tuple[Evaluation | None, int]:
+        """An evaluation, and the revision the worker's state must reach before scheduling
+        it: everything this leader had committed when it handed the evaluation out,
+        including the plans of earlier evaluations of the same job."""
+        ev = await self._require_leader().broker.dequeue(frozenset(types), timeout)
+        return ev, self.store.revision
 
     async def eval_ack(self, ev: Evaluation) -> None:
         await self._require_leader().broker.ack(ev)
