@@ -30,6 +30,10 @@ from steppe.etcdmember import EtcdCluster, EtcdMember, initial_cluster
 
 log = logging.getLogger(__name__)
 PEERING_POLL = 0.5
+STORE_REQUEST_TIMEOUT = 1.0
+"""How long a store write may go unanswered. etcd drops a write in flight when its leader
+dies, without answering: this bounds how long writes stall in a failover (the new etcd
+leader is elected in about half a second with the members' LAN timings)."""
 
 
 class PeerInfo(msgspec.Struct, frozen=True):
@@ -125,7 +129,9 @@ class StoreCluster:
         self.member = member
         await member.start()
         self._supervisor = asyncio.get_running_loop().create_task(member.supervise())
-        self.backend = EtcdBackend([self.client_url.removeprefix("http://")])
+        self.backend = EtcdBackend(
+            [self.client_url.removeprefix("http://")], request_timeout=STORE_REQUEST_TIMEOUT
+        )
         return self.backend
 
     def _member(self, initial: dict[str, str], state: str) -> EtcdMember:
