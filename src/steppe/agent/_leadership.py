@@ -41,6 +41,7 @@ class Leadership:
         self.leader_http: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._leader_client: tuple[str, LeaderClient] | None = None
+        self._closing: set[asyncio.Future[None]] = set()
         self.followers = FollowerWorkers(server.store, self._leader_api, count=workers)
 
     def _leader_api(self) -> LeaderClient | None:
@@ -50,7 +51,9 @@ class Leadership:
             return None
         if self._leader_client is None or self._leader_client[0] != addr:
             if self._leader_client is not None:
-                asyncio.ensure_future(self._leader_client[1].client.close())
+                closing = asyncio.ensure_future(self._leader_client[1].client.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
             self._leader_client = (addr, LeaderClient(RPCClient(addr)))
         return self._leader_client[1]
 
