@@ -95,6 +95,11 @@ class Agent:
         self._runners.append(await serve(self.scheduler.app(), *config.http_bind()))
         if config.consul.server_auto_join and not config.dev_mode:
             self.consul_join.discover(config.consul.server_service_name, "http", self._joins.update)
+        # registered before the store forms: the other servers find us in the catalog
+        info = self.scheduler.info
+        serf = f"{info.rpc_addr.rpartition(':')[0]}:{config.ports.serf}"
+        ports = {"http": info.http_addr, "rpc": info.rpc_addr, "serf": serf}
+        self.consul_join.advertise(config.consul.server_service_name, info.name, ports)
         server = await self.scheduler.start(
             {"agent_self": self.agent_self, "alloc_dir": self._alloc_dir}
         )
@@ -106,10 +111,6 @@ class Agent:
                 raise SteppeError(f"cannot serve RPC on {config.rpc_bind()}: {exc}") from exc
             log.warning("dev agent: no RPC listener (%s); in-process clients only", exc)
             self.rpc = None
-        info = server.info
-        serf = f"{info.rpc_addr.rpartition(':')[0]}:{config.ports.serf}"
-        ports = {"http": info.http_addr, "rpc": info.rpc_addr, "serf": serf}
-        self.consul_join.advertise(config.consul.server_service_name, info.name, ports)
         return server
 
     async def _start_client(self, server_api: ServerAPI | None) -> None:

@@ -71,23 +71,38 @@ class ConsulJoin:
         self._tasks.append(asyncio.ensure_future(self._follow(service, tag, on_change)))
 
     async def _follow(self, service: str, tag: str, on_change: Callable[[set[str]], None]) -> None:
-        url = f"{self.base_url}/v1/catalog/service/{service}"
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
-                    async with session.get(url, params={"tag": tag}) as response:
-                        entries = await response.json() if response.status == 200 else []
-                    found = {
-                        f"{e.get('ServiceAddress') or e['Address']}:{e['ServicePort']}"
-                        for e in entries
-                    }
+                    found = await self._lookup(session, service, tag)
                     if found != self.found.get(f"{service}/{tag}"):
                         self.found[f"{service}/{tag}"] = found
                         on_change(found)
                 except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
                     log.debug("auto-join: catalog at %s: %s", self.base_url, exc)
                 await asyncio.sleep(DISCOVER_EVERY)
+
+    async def _lookup(self, session: aiohttp.ClientSession, service: str, tag: str) -> set[str]:
+        """The service's addresses in every datacenter the catalog knows, as Nomad looks:
+        a region's servers span datacenters, each registered in its own datacenter's
+        catalog. A datacenter that cannot be reached just adds nothing."""
+        async with session.get(f"{self.base_url}/v1/catalog/datacenters") as response:
+            dcs = await response.json() if response.status == 200 else []
+        url = f"{self.base_url}/v1/catalog/service/{service}"
+        found: set[str] = set()
+        for dc in dcs or [""]:
+            params = {"tag": tag, **({"dc": dc} if dc else {})}
+            try:
+                async with session.get(url, params=params) as response:
+                    entries = await response.json() if response.status == 200 else []
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.debug("auto-join: datacenter %s: %s", dc, exc)
+                continue
+            found |= {
+                f"{e.get('ServiceAddress') or e['Address']}:{e['ServicePort']}" for e in entries
+            }
+        return found
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -3,6 +3,7 @@ formed with the region's other servers), the server, leadership, and Nomad's API
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -41,12 +42,44 @@ def routable(bind: str) -> str:
             addr: str = s.getsockname()[0]
             return addr
     except OSError:
-        return "127.0.0.1"
+        pass
+    # no route to pick from (a private network without a default route): the first
+    # private address of an interface, as Nomad picks it
+    found = [a for a in _interface_addresses() if not ipaddress.ip_address(a).is_loopback]
+    private = [a for a in found if ipaddress.ip_address(a).is_private]
+    return (private or found or ["127.0.0.1"])[0]
+
+
+def _interface_addresses() -> list[str]:
+    import fcntl
+    import struct
+
+    siocgifaddr = 0x8915
+    addresses = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                answer = fcntl.ioctl(s.fileno(), siocgifaddr, request)
+            except OSError:
+                continue
+            addresses.append(socket.inet_ntoa(answer[20:24]))
+    return addresses
+
+
+def _given(address: str) -> str:
+    """The host of an address the config gives, unless it is empty or a placeholder."""
+    if not address or address.startswith("["):
+        return ""
+    return address.rpartition(":")[0] if address.count(":") == 1 else address
 
 
 def advertise_ip(config: AgentConfig) -> str:
-    if config.advertise_addr and not config.advertise_addr.startswith("["):
-        return config.advertise_addr
+    """``advertise_addr``, else the host of ``advertise { rpc }`` (or ``http``): the seed's
+    servers say where they are only there, and their store's peers must use it too."""
+    for address in (config.advertise_addr, config.advertise.rpc, config.advertise.http):
+        if host := _given(address):
+            return host
     return routable(config.bind_addr)
 
 
