@@ -79,28 +79,39 @@ async def steppe_kv_puts(servers: list[ClusterAgent], seconds: float) -> dict[st
 
 # placements ---------------------------------------------------------------------------
 class SimulatedNodes:
-    """Registers nodes over RPC, as client agents do, and keeps them heartbeating."""
+    """Registers nodes over RPC, as client agents do, and keeps each heartbeating within
+    the TTL the servers gave it (the TTL grows as nodes join, as in Nomad)."""
 
     def __init__(self, servers: list[ClusterAgent], nodes: list[Node]) -> None:
         self.api = RemoteServerAPI([s.rpc_addr for s in servers], call_timeout=30)
         self.nodes = nodes
         self.ttl = 10.0
+        self._due: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+
+    async def _register(self, node: Node) -> float:
+        ttl = await self.api.register_node(node)
+        self._due[node.id] = time.monotonic() + ttl / 2
+        return ttl
 
     async def register(self) -> float:
         started = time.monotonic()
-        ttls = await _bounded([lambda n=n: self.api.register_node(n) for n in self.nodes], 64)
-        self.ttl = min(ttls)
         self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+        ttls = await _bounded([lambda n=n: self._register(n) for n in self.nodes], 64)
+        self.ttl = max(ttls)
         return len(self.nodes) / (time.monotonic() - started)
+
+    async def _beat(self, node_id: str) -> float:
+        ttl = await self.api.heartbeat(node_id)
+        self._due[node_id] = time.monotonic() + ttl / 2
+        return ttl
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
-            ttls = await _bounded(
-                [lambda n=n: self.api.heartbeat(n.id) for n in self.nodes], 64, tolerant=True
-            )
-            self.ttl = min([t for t in ttls if t] or [self.ttl])
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            due = [n for n, at in list(self._due.items()) if at <= now]
+            await _bounded([lambda n=n: self._beat(n) for n in due], 64, tolerant=True)
 
     async def close(self) -> None:
         if self._task is not None:
