@@ -69,8 +69,9 @@ def _interface_addresses() -> list[str]:
 
 def _given(address: str) -> str:
     """The host of an address the config gives, unless it is empty or a placeholder."""
-    if not address or address.startswith("["):
-        return ""
+    if address.startswith("["):  # "[public_ip_address]", or an IPv6 "[::1]:4647"
+        inside = address[1:].partition("]")[0]
+        return inside if inside and set(inside) <= set("0123456789abcdefABCDEF:.") else ""
     return address.rpartition(":")[0] if address.count(":") == 1 else address
 
 
