@@ -206,7 +206,7 @@ class Seed:
             self.started.add("wan")
 
     def scheduler_servers(self) -> None:
-        self.catalog_servers()
+        self.wan_joined()  # lon1's server finds ams2's only through the federation
         for machine in (AMS_SERVER, LON_SERVER, AMS_SERVER_2):
             dc = machine[:4]
             data = self.workdir / machine / "nomad"
@@ -291,9 +291,14 @@ def test_step2_kv_is_namespaced_per_datacenter(seed: Seed) -> None:
     assert [e["Key"] for e in entries] == ["mykey"]
 
     for machine in (AMS_SERVER, LON_SERVER):
-        out = seed.steppe(machine, "members", "-wan")
-        assert f"ams2-server-01.ams2  {seed.ip(AMS_SERVER)}" in out, out
-        assert f"lon1-server-01.lon1  {seed.ip(LON_SERVER)}" in out, out
+        members = _table(seed.steppe(machine, "members", "-wan"))
+        assert sorted(
+            (m["Node"], m["Address"].rpartition(":")[0], m["Status"], m["Type"], m["DC"])
+            for m in members
+        ) == [
+            (f"{AMS_SERVER}.ams2", seed.ip(AMS_SERVER), "alive", "server", "ams2"),
+            (f"{LON_SERVER}.lon1", seed.ip(LON_SERVER), "alive", "server", "lon1"),
+        ]
 
 
 def test_step3_scheduler_servers_find_each_other_through_the_catalog(seed: Seed) -> None:
