@@ -242,7 +242,7 @@ class Seed:
         if "nginx" not in self.started:
             job = self.workdir / "nginx.nomad"
             job.write_text(raw_exec_job())
-            self.steppe(AMS_SERVER_2, "run", "-detach", str(job))
+            self.steppe(LON_CLIENT, "run", str(job))  # "register jobs everywhere"
             self.started.add("nginx")
         return wait_until(lambda: self.running_allocs(4), timeout=60, what="4 nginx running")
 
