@@ -97,8 +97,8 @@ class Agent:
             self.consul_join.discover(config.consul.server_service_name, "http", self._joins.update)
         # registered before the store forms: the other servers find us in the catalog
         info = self.scheduler.info
-        serf = f"{info.rpc_addr.rpartition(':')[0]}:{config.ports.serf}"
-        ports = {"http": info.http_addr, "rpc": info.rpc_addr, "serf": serf}
+        # no "serf" entry: Steppe has no gossip port, so its check could only fail
+        ports = {"http": info.http_addr, "rpc": info.rpc_addr}
         self.consul_join.advertise(config.consul.server_service_name, info.name, ports)
         server = await self.scheduler.start(
             {"agent_self": self.agent_self, "alloc_dir": self._alloc_dir}
