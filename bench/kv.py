@@ -1,5 +1,5 @@
 """KV throughput of one dev agent over HTTP: PUT and GET requests/s with 64 concurrent
-clients (keep-alive connections), against the catalog dev server started here.
+clients (keep-alive connections), against a ``steppe agent -dev`` started here.
 
     .venv/bin/python bench/kv.py [--seconds 5] [--clients 64]
 
@@ -116,22 +116,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
+    """Until the dev agent's catalog answers (or it exits)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"the dev agent exited with {server.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit("the dev agent did not answer in 60 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=64)
     args = parser.parse_args()
     port = _free_port()
+    ports = ["-http-port", str(_free_port()), "-dns-port", str(_free_port())]
     server = subprocess.Popen(
-        [sys.executable, "-m", "steppe.api.consul._devserver", "--port", str(port)],
-        stdout=subprocess.PIPE,
+        [sys.executable, "-m", "steppe", "agent", "-dev", "-consul-http-port", str(port), *ports],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline().decode()
-        if not line.startswith("ready"):
-            sys.exit(f"dev server did not start: {line!r}")
+        _wait_ready(server, port)
         value = b"x" * 100
         puts = [[_put(f"bench/{c}/{i}", value) for i in range(100)] for c in range(args.clients)]
         gets = [[_get(f"bench/{c}/{i}") for i in range(100)] for c in range(args.clients)]
