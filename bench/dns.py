@@ -11,25 +11,22 @@ Each server is run ``--rounds`` times per query type, alternating, and its best 
 other work on the machine only ever lowers a figure.
 
 Usage: ``python bench/dns.py [--seconds 10] [--rounds 3]``; prints the figures and writes
-``bench/results/dns.json``. ``python bench/dns.py --serve PORT`` is the Steppe side alone.
+``bench/results/dns.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
-
-from steppe.dns import DNSConfig, DNSServer, StaticCatalogView
 
 RESULTS = Path(__file__).parent / "results" / "dns.json"
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -52,34 +49,56 @@ def free_port() -> int:
                 return port
 
 
-async def serve(port: int) -> None:
-    view = StaticCatalogView("dc1")
-    for node, address, service_port in INSTANCES:
-        view.add_node(node, address)
-        view.add_service("web", node, service_port)
+def start_steppe(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """``steppe agent -dev`` answering DNS on ``port``, with the four instances registered
+    through its catalog API, as any external service would be."""
     # udp_answer_limit defaults to 3 for plain 512-byte queries, as in Consul; dnsmasq hands
     # out all four records, so Steppe does too here.
-    config = DNSConfig(port=port, udp_answer_limit=8)
-    server = DNSServer(view, config)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    print("ready", flush=True)
-    await stop.wait()
-    await server.stop()
-
-
-def start_steppe(port: int) -> subprocess.Popen[bytes]:
+    config = workdir / "dns.hcl"
+    config.write_text("dns_config {\n  udp_answer_limit = 8\n}\n")
+    catalog = free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)], stdout=subprocess.PIPE
+        [
+            sys.executable,
+            "-m",
+            "steppe",
+            "agent",
+            "-dev",
+            "-config",
+            str(config),
+            "-dns-port",
+            str(port),
+            "-consul-http-port",
+            str(catalog),
+            "-http-port",
+            str(free_port()),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != b"ready":
-        proc.kill()
-        raise SystemExit("the Steppe DNS server did not start")
-    return proc
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            for node, address, service_port in INSTANCES:
+                body = json.dumps(
+                    {
+                        "Node": node,
+                        "Address": address,
+                        "Service": {"Service": "web", "Port": service_port},
+                    }
+                ).encode()
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{catalog}/v1/catalog/register", data=body, method="PUT"
+                )
+                urllib.request.urlopen(req, timeout=5).close()
+            if answer_counts("127.0.0.1", port)["SRV"][0] == len(INSTANCES):
+                return proc
+        except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise SystemExit("the Steppe dev agent did not start answering DNS")
+        time.sleep(0.2)
 
 
 def start_dnsmasq(port: int) -> subprocess.Popen[bytes]:
@@ -186,7 +205,7 @@ def run(seconds: float, rounds: int) -> dict[str, object]:
         for kind, line in QUERIES.items():
             files[kind] = Path(tmp) / f"{kind}.txt"
             files[kind].write_text(line + "\n")
-        steppe = start_steppe(steppe_port)
+        steppe = start_steppe(steppe_port, Path(tmp))
         try:
             dnsmasq = start_dnsmasq(dnsmasq_port)
             try:
@@ -234,13 +253,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="dnsperf run length")
     parser.add_argument("--rounds", type=int, default=3, help="runs per server and query type")
-    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve is not None:
-        import uvloop
-
-        uvloop.run(serve(args.serve))
-        return
     report = run(args.seconds, args.rounds)
     print(f"{'query':<6}{'steppe q/s':>14}{'dnsmasq q/s':>14}{'ratio':>8}")
     for kind in QUERIES:

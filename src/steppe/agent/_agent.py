@@ -9,6 +9,7 @@ it talks to has a store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from typing import Any
@@ -242,6 +243,15 @@ class Agent:
         return self.client.alloc_dir(alloc_id) if self.client else None
 
 
+def settle_garbage_collector() -> None:
+    """Everything built while starting lives as long as the agent: moving it out of the
+    collector's sight, and collecting young objects less eagerly, keeps collections off
+    the request path (DNS answers in tens of microseconds notice them)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 async def run_until_signalled(agent: Agent) -> None:
     import signal
 
@@ -254,6 +264,7 @@ async def run_until_signalled(agent: Agent) -> None:
     await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
     if starting.done():
         starting.result()
+        settle_garbage_collector()
         print(f"==> Steppe agent started ({', '.join(agent.roles())})", flush=True)
         await stopped
     else:

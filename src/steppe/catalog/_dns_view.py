@@ -16,13 +16,14 @@ from steppe.structs import CatalogNode, ServiceRow, has_critical
 class CatalogDNSView:
     def __init__(self, catalog: CatalogServer) -> None:
         self._catalog = catalog
+        self._index = catalog.store.index_tracker(*CATALOG_READ)
 
     @property
     def datacenter(self) -> str:
         return self._catalog.datacenter.lower()
 
     def index(self) -> int:
-        return self._catalog.store.snapshot().table_index(*CATALOG_READ)
+        return self._index.index
 
     def service_instances(
         self, name: str, tag: str | None, dc: str

@@ -10,7 +10,7 @@ Usage::
 
 from steppe.state import _writes as writes
 from steppe.state._snapshot import StateSnapshot, TableData
-from steppe.state._store import StateStore, Txn
+from steppe.state._store import IndexTracker, StateStore, Txn
 from steppe.state._tables import (
     ALLOCS,
     EVALS,
@@ -33,6 +33,7 @@ __all__ = [
     "NODE_USAGE",
     "SCHEDULER_TABLES",
     "SERVERS",
+    "IndexTracker",
     "Keys",
     "StateSnapshot",
     "StateStore",

@@ -41,6 +41,13 @@ class Txn:
     them as they are instead of decoding the bytes again when the watch echoes them."""
 
 
+class IndexTracker:
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
 class _Table:
     """The mutable holder of one table's current maps; only the watch loop writes it."""
 
@@ -53,6 +60,7 @@ class _Table:
             0,
         )
         self.changed = asyncio.Event()
+        self.trackers: list[IndexTracker] = []
 
     def apply(self, events: Sequence[tuple[str, Event, Any]], revision: int) -> None:
         rows = self.data.rows.mutate()
@@ -82,6 +90,8 @@ class _Table:
             revisions.finish(),
             revision,
         )
+        for tracker in self.trackers:
+            tracker.index = max(tracker.index, revision)
         self.changed.set()
         self.changed = asyncio.Event()
 
@@ -174,6 +184,8 @@ class StateStore:
             events = grouped.get(name, [])
             newest = max((e.kv.mod_revision for _, e, _ in events), default=0)
             table.apply(events, newest)
+            for tracker in table.trackers:  # deletions during a gap leave no row to date
+                tracker.index = max(tracker.index, revision)
         await self._advance(revision)
         return revision
 
@@ -230,6 +242,18 @@ class StateStore:
     @property
     def revision(self) -> int:
         return self._revision
+
+    def table_index(self, *names: str) -> int:
+        """What ``snapshot().table_index(*names)`` says, without taking a snapshot."""
+        return max((self._tables[n].data.index for n in names), default=0)
+
+    def index_tracker(self, *names: str) -> IndexTracker:
+        """An object whose ``index`` follows ``table_index(*names)``, for callers that ask
+        on every packet (the DNS answer cache): reading it is one attribute lookup."""
+        tracker = IndexTracker(self.table_index(*names))
+        for name in names:
+            self._tables[name].trackers.append(tracker)
+        return tracker
 
     def snapshot(self) -> StateSnapshot:
         return StateSnapshot({n: t.data for n, t in self._tables.items()}, self._revision)
