@@ -147,9 +147,6 @@ class KVWriter:
         return True
 
 
-MAX_BATCHES_IN_FLIGHT = 4
-
-
 class _GroupCommit:
     """Plain PUTs that arrive together commit as one backend transaction (group commit).
 
@@ -161,8 +158,7 @@ class _GroupCommit:
     def __init__(self, writer: KVWriter) -> None:
         self._writer = writer
         self._queue: list[tuple[KVWrite, asyncio.Future[bool]]] = []
-        self._running: set[asyncio.Task[None]] = set()
-        self._busy_keys: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
         backend = writer._store.backend
         self._max_ops = max(1, min(128, backend.max_txn_ops))
         self._max_bytes = backend.max_txn_bytes // 2
@@ -170,45 +166,29 @@ class _GroupCommit:
     async def put(self, w: KVWrite) -> bool:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((w, fut))
-        self._start_batches()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_all())
         return await fut
 
-    def _start_batches(self) -> None:
-        """Keeps up to ``MAX_BATCHES_IN_FLIGHT`` transactions going, so a replicated
-        backend's round trip is overlapped; a key is never in two batches at once, or
-        the second's compare would fail against the first."""
-        while self._queue and len(self._running) < MAX_BATCHES_IN_FLIGHT:
-            batch = self._take_batch()
-            if not batch:
-                return
-            task = asyncio.get_running_loop().create_task(self._commit_and_continue(batch))
-            self._running.add(task)
-
-    def _take_batch(self) -> list[tuple[KVWrite, asyncio.Future[bool]]]:
-        batch: list[tuple[KVWrite, asyncio.Future[bool]]] = []
-        rest = []
-        size = 0
-        for item in self._queue:
-            w = item[0]
-            full = len(batch) >= self._max_ops or size > self._max_bytes
-            if full or w.key in self._busy_keys:
-                rest.append(item)
-                continue
-            self._busy_keys.add(w.key)
-            size += len(w.key) + len(w.value or b"") + 64
-            batch.append(item)
-        self._queue = rest
-        return batch
-
-    async def _commit_and_continue(self, batch: list[tuple[KVWrite, asyncio.Future[bool]]]) -> None:
+    async def _flush_all(self) -> None:
         try:
-            await self._commit(batch)
+            while self._queue:
+                batch: list[tuple[KVWrite, asyncio.Future[bool]]] = []
+                seen: set[str] = set()
+                size = 0
+                rest = []
+                for item in self._queue:
+                    w = item[0]
+                    if w.key in seen or len(batch) >= self._max_ops or size > self._max_bytes:
+                        rest.append(item)
+                        continue
+                    seen.add(w.key)
+                    size += len(w.key) + len(w.value or b"") + 64
+                    batch.append(item)
+                self._queue = rest
+                await self._commit(batch)
         finally:
-            self._busy_keys.difference_update(w.key for w, _ in batch)
-            task = asyncio.current_task()
-            if task is not None:
-                self._running.discard(task)
-            self._start_batches()
+            self._task = None
 
     async def _commit(self, batch: list[tuple[KVWrite, asyncio.Future[bool]]]) -> None:
         writer = self._writer
