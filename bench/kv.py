@@ -153,7 +153,8 @@ def main() -> None:
         puts = [[_put(f"bench/{c}/{i}", value) for i in range(100)] for c in range(args.clients)]
         gets = [[_get(f"bench/{c}/{i}") for i in range(100)] for c in range(args.clients)]
         uvloop.install()
-        put_runs, get_runs = [], []
+        put_runs: list[dict[str, float]] = []
+        get_runs: list[dict[str, float]] = []
         for _ in range(args.rounds):
             put_runs.append(asyncio.run(_run(port, args.clients, args.seconds, puts)))
             get_runs.append(asyncio.run(_run(port, args.clients, args.seconds, gets)))
