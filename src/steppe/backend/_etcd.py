@@ -49,8 +49,14 @@ class EtcdBackend(Backend):
         *,
         request_timeout: float = 2.0,
         watch_resume_timeout: float = 60.0,
+        max_txn_ops: int = 128,
+        max_request_bytes: int = 1_572_864,
     ) -> None:
+        """``max_txn_ops`` and ``max_request_bytes`` must match the members' own limits
+        (etcd's defaults unless the cluster was started with others)."""
         self.endpoints = list(endpoints)
+        self.max_txn_ops = max_txn_ops
+        self.max_txn_bytes = max_request_bytes - 170_000
         self._channel = open_channel(self.endpoints)
         self._kv = rpc.KVStub(self._channel)
         self._leases = rpc.LeaseStub(self._channel)

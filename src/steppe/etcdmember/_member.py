@@ -64,6 +64,8 @@ class EtcdMember:
         election_ms: int = 500,
         compaction_retention: int = 10_000,
         quota_bytes: int = 4 * 1024**3,
+        max_txn_ops: int = 128,
+        max_request_bytes: int = 1_572_864,
         binary: str = ETCD_BINARY,
         extra_args: Sequence[str] = (),
     ) -> None:
@@ -87,6 +89,8 @@ class EtcdMember:
         self.election_ms = election_ms
         self.compaction_retention = compaction_retention
         self.quota_bytes = quota_bytes
+        self.max_txn_ops = max_txn_ops
+        self.max_request_bytes = max_request_bytes
         self.binary = binary
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -129,6 +133,8 @@ class EtcdMember:
             "--auto-compaction-mode=revision",
             f"--auto-compaction-retention={self.compaction_retention}",
             f"--quota-backend-bytes={self.quota_bytes}",
+            f"--max-txn-ops={self.max_txn_ops}",
+            f"--max-request-bytes={self.max_request_bytes}",
             "--enable-v2=false",
             "--logger=zap",
             *self.extra_args,
