@@ -14,9 +14,9 @@ import click
 
 from steppe import __version__
 from steppe.cli._http import CLIError
-from steppe.cli._jobs import job_group, run_cmd, run_options, status_cmd
+from steppe.cli._jobs import job_group
 from steppe.cli._nodes import alloc_group, eval_group, node_group, operator_group, server_group
-from steppe.cli._options import Ctx, address_option, pass_ctx
+from steppe.cli._options import Ctx
 from steppe.errors import RemoteError, SteppeError, ValidationError
 
 
@@ -30,25 +30,6 @@ def cli(ctx: click.Context) -> None:
 
 for group in (job_group, alloc_group, node_group, eval_group, server_group, operator_group):
     cli.add_command(group)
-
-
-@cli.command("run")
-@run_options
-@pass_ctx
-def run_short(ctx: Ctx, path: str, detach: bool, output_json: bool, timeout: float) -> None:
-    """Short for ``job run``."""
-    run_cmd(ctx, path, detach, output_json, timeout)
-
-
-@cli.command("status")
-@click.argument("job_id", required=False)
-@click.option("-json", "output_json", is_flag=True)
-@click.option("-verbose", "verbose", is_flag=True)
-@address_option
-@pass_ctx
-def status_short(ctx: Ctx, job_id: str | None, output_json: bool, verbose: bool) -> None:
-    """Short for ``job status``."""
-    status_cmd(ctx, job_id, output_json, verbose)
 
 
 @cli.command("version")
@@ -98,8 +79,11 @@ def _register_optional(module: str) -> None:
 
 _register_optional("steppe.cli._consul_cmds")
 
-# The verbs of the seeds' era (Nomad 0.4): ``nomad server-members``, ``node-status``...
+# ``steppe run`` and ``steppe status`` are ``job run`` and ``job status``; and the verbs of the
+# seeds' era (Nomad 0.4): ``nomad server-members``, ``node-status``...
 for old, group, name in (
+    ("run", job_group, "run"),
+    ("status", job_group, "status"),
     ("server-members", server_group, "members"),
     ("server-join", server_group, "join"),
     ("node-status", node_group, "status"),

@@ -6,24 +6,15 @@ from __future__ import annotations
 import binascii
 import time
 from base64 import b64decode
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from steppe.api._http import json_response
+from steppe.api.nomad._context import api_of, namespace
 from steppe.errors import ValidationError
 from steppe.server import dispatch_job, force_launch
-
-if TYPE_CHECKING:
-    from steppe.api.nomad._app import NomadAPI
-
-ApiOf = Callable[[web.Request], "NomadAPI"]
-
-
-def _namespace(request: web.Request) -> str:
-    return request.query.get("namespace", "default") or "default"
 
 
 def parse_dispatch_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
@@ -49,51 +40,40 @@ def parse_dispatch_body(raw: bytes) -> tuple[bytes, dict[str, str]]:
     return payload, meta
 
 
-def dispatch_handler(api_of: ApiOf) -> Callable[[web.Request], Any]:
-    async def dispatch(request: web.Request) -> web.Response:
-        api = api_of(request)
-        payload, meta = parse_dispatch_body(await request.read())
-        result = await dispatch_job(
-            api.server.endpoints,
-            _namespace(request),
-            request.match_info["job_id"],
-            payload,
-            meta,
-        )
-        return json_response(
-            {
-                "DispatchedJobID": result.dispatched_job_id,
-                "EvalID": result.eval_id,
-                "EvalCreateIndex": result.eval_create_index,
-                "JobCreateIndex": result.job_create_index,
-                "Index": result.job_create_index,
-            },
-            headers=api.leader_headers(result.job_create_index),
-        )
-
-    return dispatch
+async def dispatch(request: web.Request) -> web.Response:
+    api = api_of(request)
+    payload, meta = parse_dispatch_body(await request.read())
+    result = await dispatch_job(
+        api.server.endpoints, namespace(request), request.match_info["job_id"], payload, meta
+    )
+    return json_response(
+        {
+            "DispatchedJobID": result.dispatched_job_id,
+            "EvalID": result.eval_id,
+            "EvalCreateIndex": result.eval_create_index,
+            "JobCreateIndex": result.job_create_index,
+            "Index": result.job_create_index,
+        },
+        headers=api.leader_headers(result.job_create_index),
+    )
 
 
-def force_handler(api_of: ApiOf) -> Callable[[web.Request], Any]:
-    async def force(request: web.Request) -> web.Response:
-        api = api_of(request)
-        result = await force_launch(
-            api.server.endpoints, _namespace(request), request.match_info["job_id"], time.time()
-        )
-        return json_response(
-            {
-                "EvalID": result.eval_id,
-                "EvalCreateIndex": result.eval_create_index,
-                "Index": result.eval_create_index,
-            },
-            headers=api.leader_headers(result.eval_create_index),
-        )
-
-    return force
+async def force(request: web.Request) -> web.Response:
+    api = api_of(request)
+    result = await force_launch(
+        api.server.endpoints, namespace(request), request.match_info["job_id"], time.time()
+    )
+    return json_response(
+        {
+            "EvalID": result.eval_id,
+            "EvalCreateIndex": result.eval_create_index,
+            "Index": result.eval_create_index,
+        },
+        headers=api.leader_headers(result.eval_create_index),
+    )
 
 
-def add_routes(router: web.UrlDispatcher, api_of: ApiOf) -> None:
-    dispatch, force = dispatch_handler(api_of), force_handler(api_of)
+def add_routes(router: web.UrlDispatcher) -> None:
     for method in (router.add_put, router.add_post):
         method("/v1/job/{job_id}/dispatch", dispatch)
         method("/v1/job/{job_id}/periodic/force", force)
