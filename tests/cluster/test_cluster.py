@@ -116,7 +116,11 @@ def test_killed_client_allocations_run_elsewhere(cluster: Cluster) -> None:
     victim_id, other_id = _node_id(cluster, victim.name), _node_id(cluster, other.name)
     server = cluster.servers[0]
     register(server, {**job_json(server, "moving", 4), "ID": "moving", "Name": "moving"})
-    allocs = wait_until(lambda: _settled(cluster, {"moving": 4}) and _allocs(cluster, "moving"))
+    allocs = wait_until(
+        lambda: _settled(cluster, {"moving": 4}) and _allocs(cluster, "moving"),
+        timeout=90,
+        what="the job placed and running",
+    )
     on_victim = [a for a in allocs if a["NodeID"] == victim_id and live(a)]
     before = {a["ID"] for a in allocs if a["NodeID"] == victim_id and live(a)}
     assert before, "the spread put none of the job on the victim node"
@@ -135,7 +139,7 @@ def test_killed_client_allocations_run_elsewhere(cluster: Cluster) -> None:
                 and all(a["NodeID"] == other_id for a in running if a["ID"] not in before)
             )
 
-        wait_until(replaced, timeout=60, what="the dead client's allocations replaced")
+        wait_until(replaced, timeout=90, what="the dead client's allocations replaced")
         assert len(on_victim) == len(before)
         cluster.start([victim])
         cluster.wait_ready()
@@ -173,7 +177,11 @@ def test_restart_everything_keeps_state_and_tasks(cluster: Cluster) -> None:
     body = json.dumps({"Name": "keeper", "TTL": "3600s"}).encode()
     session = json.loads(request(f"{catalog}/v1/session/create", "PUT", body))["ID"]
     assert request(f"{catalog}/v1/kv/locked?acquire={session}", "PUT", b"mine") == b"true"
-    allocs = wait_until(lambda: _settled(cluster, {"moving": 4}) and _state(cluster))
+    allocs = wait_until(
+        lambda: _settled(cluster, {"moving": 4}) and _state(cluster),
+        timeout=90,
+        what="state settled before the restart",
+    )
     before = _state(cluster)
     assert before["running"] and session in before["sessions"]
     pids = _task_pids(cluster, before["running"])
