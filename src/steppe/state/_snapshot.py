@@ -103,9 +103,6 @@ class StateSnapshot:
     def nodes(self) -> Iterable[Node]:
         return self.rows("nodes")
 
-    def nodes_by_dc(self, dc: str) -> list[Node]:
-        return [n for n in self.nodes() if n.datacenter == dc]
-
     def alloc(self, alloc_id: str) -> Allocation | None:
         alloc: Allocation | None = self.get("allocs", alloc_id)
         return alloc
@@ -118,9 +115,6 @@ class StateSnapshot:
 
     def allocs_by_node(self, node_id: str) -> list[Allocation]:
         return self.by_index("allocs", "node", node_id)
-
-    def allocs_by_eval(self, eval_id: str) -> list[Allocation]:
-        return self.by_index("allocs", "eval", eval_id)
 
     def eval(self, eval_id: str) -> Evaluation | None:
         ev: Evaluation | None = self.get("evals", eval_id)

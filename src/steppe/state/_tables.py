@@ -52,7 +52,6 @@ ALLOCS = TableSpec(
     indexes={
         "job": lambda a: (a.namespace, a.job_id),
         "node": lambda a: a.node_id or None,
-        "eval": lambda a: a.eval_id or None,
     },
 )
 EVALS = TableSpec(
