@@ -115,6 +115,14 @@ def test_killed_client_allocations_run_elsewhere(cluster: Cluster) -> None:
     victim, other = cluster.clients
     victim_id, other_id = _node_id(cluster, victim.name), _node_id(cluster, other.name)
     server = cluster.servers[0]
+    # one node must be able to hold everything that ran on two: clear earlier tests' jobs
+    for job in any_get(cluster, "/v1/jobs"):
+        request(f"{server.http}/v1/job/{job['ID']}?purge=true", "DELETE", timeout=10)
+    wait_until(
+        lambda: not [a for a in any_get(cluster, "/v1/allocations") if live(a)],
+        timeout=90,
+        what="earlier jobs stopped",
+    )
     register(server, {**job_json(server, "moving", 4), "ID": "moving", "Name": "moving"})
     allocs = wait_until(
         lambda: _settled(cluster, {"moving": 4}) and _allocs(cluster, "moving"),
@@ -127,9 +135,18 @@ def test_killed_client_allocations_run_elsewhere(cluster: Cluster) -> None:
     with OversubscriptionMonitor(cluster) as monitor:
         victim.kill(signal.SIGKILL)
 
+        seen: list[object] = []
+
         def replaced() -> bool:
             node = any_get(cluster, f"/v1/node/{victim_id}")
             allocs = _allocs(cluster, "moving")
+            seen[:] = [
+                node["Status"],
+                [
+                    (a["ID"][:8], a["NodeID"][:8], a["DesiredStatus"], a["ClientStatus"])
+                    for a in allocs
+                ],
+            ]
             lost = {a["ID"] for a in allocs if a["ClientStatus"] == "lost"}
             running = [a for a in allocs if a["ClientStatus"] == "running" and live(a)]
             return (
@@ -139,11 +156,23 @@ def test_killed_client_allocations_run_elsewhere(cluster: Cluster) -> None:
                 and all(a["NodeID"] == other_id for a in running if a["ID"] not in before)
             )
 
-        wait_until(replaced, timeout=90, what="the dead client's allocations replaced")
+        try:
+            wait_until(replaced, timeout=90, what="the dead client's allocations replaced")
+        except AssertionError as exc:
+            evals = [
+                (e["ID"][:8], e["TriggeredBy"], e["Status"], e["StatusDescription"], e["WaitUntil"])
+                for e in _evals(cluster, "moving")
+            ]
+            raise AssertionError(f"last seen (node, allocations): {seen}; evals: {evals}") from exc
         assert len(on_victim) == len(before)
         cluster.start([victim])
         cluster.wait_ready()
     assert not monitor.violations, monitor.violations[:5]
+
+
+def _evals(cluster: Cluster, job: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = any_get(cluster, f"/v1/job/{job}/evaluations")
+    return result
 
 
 def _allocs(cluster: Cluster, job: str) -> list[dict[str, Any]]:
