@@ -115,19 +115,22 @@ def process(
     submit: Callable[[Plan], SubmitResult],
     ids: IdFactory = new_id,
 ) -> SchedulerResult:
-    """Schedules ``ev`` and submits plans until one commits whole (or attempts run out)."""
-    loop = _Loop(ev, now, ids, _max_attempts(state, ev))
-    while True:
-        result = schedule(state, ev, now, ids)
-        if loop.done(result):
-            return loop.finish(result)
-        assert result.plan is not None
-        answer, refreshed = submit(result.plan)
-        if loop.absorb(result, answer):
-            return loop.finish(result)
-        state = refreshed if refreshed is not None else state
-        if loop.left <= 0:
-            return loop.give_up(state, result)
+    """Schedules ``ev`` and submits plans until one commits whole (or attempts run out).
+
+    The same loop as :func:`process_async`, driven here without an event loop: with a
+    synchronous ``submit`` nothing in it ever suspends."""
+
+    async def submit_now(plan: Plan) -> SubmitResult:
+        return submit(plan)
+
+    steps = process_async(state, ev, now, submit_now, ids)
+    try:
+        steps.send(None)
+    except StopIteration as finished:
+        result: SchedulerResult = finished.value
+        return result
+    steps.close()
+    raise RuntimeError("the scheduling loop suspended, which a synchronous submit never does")
 
 
 async def process_async(
@@ -137,7 +140,9 @@ async def process_async(
     submit: Callable[[Plan], Awaitable[SubmitResult]],
     ids: IdFactory = new_id,
 ) -> SchedulerResult:
-    """:func:`process` for an async plan applier (the server's workers)."""
+    """Schedules ``ev`` and submits plans through an async plan applier (the server's
+    workers) until one commits whole, re-planning on the newer state after a partial
+    commit; without progress for ``max_attempts`` tries the evaluation fails."""
     loop = _Loop(ev, now, ids, _max_attempts(state, ev))
     while True:
         result = schedule(state, ev, now, ids)
