@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from steppe import __version__
+from steppe._tasks import cancel_all
 from steppe.agent._http import serve
 from steppe.agent._scheduler_role import add_peering_routes
 from steppe.agent._store_cluster import StoreCluster
@@ -161,11 +162,7 @@ class CatalogRole:
             self.dns = None
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         if self.dns is not None:
             await self.dns.stop()
         if self.local is not None:

@@ -9,12 +9,12 @@ directions retry forever in the background and registrations are renewed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import aiohttp
 
+from steppe._tasks import cancel_all
 from steppe.client import CheckRegistration, ConsulAgentRegistrar, ServiceRegistration
 from steppe.config import AgentConfig
 from steppe.errors import SteppeError
@@ -105,9 +105,5 @@ class ConsulJoin:
         return found
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         await self.registrar.aclose()

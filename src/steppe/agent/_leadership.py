@@ -10,10 +10,10 @@ the leader may serve can be sent there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 
+from steppe._tasks import cancel_all
 from steppe.backend import Backend, Election, Put, keep_alive
 from steppe.errors import BackendError
 from steppe.rpc import LeaderClient, RPCClient
@@ -67,11 +67,7 @@ class Leadership:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         await self.followers.stop()
         if self._leader_client is not None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from steppe._tasks import cancel_all
 from steppe.errors import SteppeError
 from steppe.scheduler import SchedulerResult, process_async
 from steppe.state import Keys, StateSnapshot, StateStore, writes
@@ -64,11 +65,7 @@ class FollowerWorkers:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(tasks)
 
     async def _work(self) -> None:
         while True:

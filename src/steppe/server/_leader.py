@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from steppe._tasks import cancel_all
 from steppe.scheduler import SchedulerResult, evaluate_plan, process_async
 from steppe.server._broker import EvalBroker
 from steppe.server._endpoints import Endpoints
@@ -79,11 +80,7 @@ class Leader:
 
     async def stop(self) -> None:
         await self.periodic.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         self.broker.clear()
         self.heartbeats.clear()
