@@ -57,6 +57,14 @@ class ConflictError(SteppeError):
     """A conditional write lost to a concurrent one."""
 
 
+class NotLeaderError(SteppeError):
+    """This server is not (or no longer) the leader; the request must go to ``leader``."""
+
+    def __init__(self, leader: str | None) -> None:
+        self.leader = leader
+        super().__init__(f"not the leader (leader: {leader or 'unknown'})")
+
+
 class BackendError(SteppeError):
     """The state backend could not complete an operation."""
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from steppe.backend import MemoryBackend
+from steppe.backend import Compare, Delete, MemoryBackend, Put
 from steppe.errors import ConflictError
-from steppe.state import SCHEDULER_TABLES, Keys, StateStore, writes
+from steppe.state import SCHEDULER_TABLES, Keys, StateStore, Txn, writes
 from steppe.structs import Allocation, Evaluation, Job, Node, PlanResult
 
 KEYS = Keys()
@@ -66,27 +66,52 @@ async def test_secondary_indexes_follow_updates_and_deletes(store: StateStore) -
     assert snap.allocs_by_job("default", "web") == [] and snap.alloc("a1") is None
 
 
-async def test_plan_commits_per_node_and_rejects_nodes_touched_since(store: StateStore) -> None:
-    placed = {
-        "n1": (Allocation(id="a1", node_id="n1"),),
-        "n2": (Allocation(id="a2", node_id="n2"),),
-    }
-    seen = store.snapshot()
-    # another plan lands on n2 first
-    await store.commit(
-        writes.apply_plan(KEYS, PlanResult(node_allocation={"n2": placed["n2"]}), {}, 128)[0][1]
+async def test_plans_of_a_deposed_leader_cannot_commit(store: StateStore) -> None:
+    lead_key = "/steppe/election/test/1"
+    created = await store.commit(Txn((), (Put(lead_key, b"me"),)))
+    fence = Compare(lead_key, "create", "==", created)
+    placed = PlanResult(node_allocation={"n1": (Allocation(id="a1", node_id="n1"),)})
+    [txn] = writes.apply_plans(KEYS, [placed], fence, max_ops=128)
+    assert await store.try_commit(txn) is not None
+    await store.commit(Txn((), (Delete(lead_key),)))  # the lease lapsed
+    late = PlanResult(node_allocation={"n1": (Allocation(id="a2", node_id="n1"),)})
+    [txn] = writes.apply_plans(KEYS, [late], fence, max_ops=128)
+    assert await store.try_commit(txn) is None
+    assert store.snapshot().alloc("a2") is None
+
+
+async def test_plans_checked_together_commit_as_one_write(store: StateStore) -> None:
+    first = PlanResult(
+        node_allocation={
+            "n1": (Allocation(id="a1", node_id="n1"),),
+            "n2": (Allocation(id="a2", node_id="n2"),),
+        }
     )
-    txns = writes.apply_plan(
-        KEYS,
-        PlanResult(node_allocation=placed),
-        {n: seen.node_usage_revision(n) for n in placed},
-        max_ops=2,
+    stop = Allocation(id="a1", node_id="n1", desired_status="stop")
+    second = PlanResult(node_update={"n1": (stop,)})
+    [txn] = writes.apply_plans(KEYS, [first, second], None, max_ops=128)
+    assert sum(isinstance(op, Put) and "/allocs/" in op.key for op in txn.ops) == 2
+    before = store.snapshot().table_index("node_usage")
+    await store.commit(txn)
+    snap = store.snapshot()
+    a1 = snap.alloc("a1")
+    assert a1 is not None and a1.desired_status == "stop"  # the later plan's version
+    assert snap.table_index("node_usage") > before  # n1 freed room: blocked evals wake
+    assert snap.revision_of("node_usage", "n1") > 0 and snap.revision_of("node_usage", "n2") == 0
+
+
+def test_plan_writes_split_at_whole_nodes_within_the_limits() -> None:
+    result = PlanResult(
+        node_allocation={
+            f"n{i}": tuple(Allocation(id=f"a{i}-{j}", node_id=f"n{i}") for j in range(3))
+            for i in range(4)
+        }
     )
-    assert len(txns) == 2  # one node's share per transaction at this op limit
-    assert [nodes for nodes, _ in txns] == [("n1",), ("n2",)]
-    outcomes = [await store.try_commit(t) for _, t in txns]
-    assert outcomes[0] is not None and outcomes[1] is None
-    assert store.snapshot().alloc("a1") is not None
+    txns = writes.apply_plans(KEYS, [result], None, max_ops=7)
+    assert [len(t.ops) for t in txns] == [6, 6]
+    one_node = sum(len(op.key) + len(op.value) for op in txns[0].ops[:3] if isinstance(op, Put))
+    txns = writes.apply_plans(KEYS, [result], None, max_ops=128, max_bytes=one_node)
+    assert [len(t.ops) for t in txns] == [3, 3, 3, 3]
 
 
 async def test_blocking_query_wakes_on_its_table_only(store: StateStore) -> None:

@@ -82,7 +82,7 @@ class Leadership:
             election = self._election()
             try:
                 await election.campaign(_leader_value(self.server))
-                await self.server.start_leading()
+                await self.server.start_leading(election.fence)
                 await election.wait_lost()
                 log.warning("%s: leadership lost", self.server.info.name)
             except BackendError as exc:

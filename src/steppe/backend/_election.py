@@ -72,6 +72,7 @@ class Election:
         self._clock = clock
         self.lease_id: int | None = None
         self._key: str | None = None
+        self._fence: Compare | None = None
         self._lost = asyncio.Event()
         self._leader = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -79,6 +80,16 @@ class Election:
     @property
     def is_leader(self) -> bool:
         return self._leader and not self._lost.is_set()
+
+    @property
+    def fence(self) -> Compare:
+        """Holds exactly while this candidate leads: its key, the oldest, still exists.
+
+        A write that carries it cannot commit once leadership has passed on, however
+        late this candidate learns of that (the next leader waits for this key to go)."""
+        if self._fence is None:
+            raise RuntimeError("fence asked of a candidate that never led")
+        return self._fence
 
     async def campaign(self, value: str) -> None:
         """Returns once this candidate is the leader; cancel it to stop waiting."""
@@ -91,21 +102,23 @@ class Election:
             await self._backend.txn(
                 [Compare.absent(key)], [Put(key, value.encode(), lease_id)], [Get(key)]
             )
-            await self._wait_for_turn(key)
+            created = await self._wait_for_turn(key)
         except BaseException:
             await self.resign()
             raise
+        self._fence = Compare(key, "create", "==", created)
         self._leader = True
         self._spawn(self._watch_own_key(key))
 
-    async def _wait_for_turn(self, key: str) -> None:
+    async def _wait_for_turn(self, key: str) -> int:
+        """Returns the create revision of our key once it is the oldest."""
         while True:
             kvs, revision = await self._backend.range(self._prefix)
             mine = next((kv for kv in kvs if kv.key == key), None)
             if mine is None or self._lost.is_set():
                 raise BackendError(f"election {self._prefix!r}: lease lost while campaigning")
             if min(kv.create_revision for kv in kvs) == mine.create_revision:
-                return
+                return mine.create_revision
             await self._until_delete(revision + 1)
 
     async def _until_delete(self, start_revision: int) -> None:

@@ -18,12 +18,20 @@ and IDs from an injectable factory. It reads a :class:`State` and returns a
 
 from steppe.scheduler._describe import describe_failures
 from steppe.scheduler._fit import allocs_fit, evaluate_plan
-from steppe.scheduler._protocols import IdFactory, SchedulerResult, State, SubmitResult, new_id
+from steppe.scheduler._protocols import (
+    IdFactory,
+    NodeState,
+    SchedulerResult,
+    State,
+    SubmitResult,
+    new_id,
+)
 from steppe.scheduler._reconcile import tasks_updated
 from steppe.scheduler._schedule import process, process_async, schedule, seeded_ids
 
 __all__ = [
     "IdFactory",
+    "NodeState",
     "SchedulerResult",
     "State",
     "SubmitResult",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 
-from steppe.scheduler._protocols import State
+from steppe.scheduler._protocols import NodeState
 from steppe.structs import NODE_STATUS_READY, Allocation, Node, Plan, PlanResult
 
 DIM_CPU = "cpu"
@@ -135,7 +135,7 @@ def allocs_fit(node: Node, allocs: Iterable[Allocation]) -> tuple[bool, str]:
 
 
 def _node_part_fits(
-    state: State,
+    state: NodeState,
     node_id: str,
     stopping: tuple[Allocation, ...],
     placing: tuple[Allocation, ...],
@@ -180,7 +180,7 @@ def _adds_fit(base: Held, placing: tuple[Allocation, ...]) -> tuple[bool, str]:
     return True, ""
 
 
-def evaluate_plan(state: State, plan: Plan) -> PlanResult:
+def evaluate_plan(state: NodeState, plan: Plan) -> PlanResult:
     """The part of ``plan`` that still fits on ``state``, node by node.
 
     A node's share (its stops and its placements) is committed whole or not at all.

@@ -16,11 +16,20 @@ from typing import Protocol
 from steppe.structs import Allocation, Evaluation, Job, Node, Plan, PlanResult
 
 
-class State(Protocol):
-    """The read side of a state snapshot (``steppe.state.StateSnapshot`` provides it)."""
+class NodeState(Protocol):
+    """What the plan check reads: nodes and what runs on them. The leader's plan
+    applier provides it over a snapshot plus plans checked but not yet committed."""
 
     @property
     def index(self) -> int: ...
+
+    def node(self, node_id: str) -> Node | None: ...
+
+    def allocs_by_node(self, node_id: str) -> list[Allocation]: ...
+
+
+class State(NodeState, Protocol):
+    """The read side of a state snapshot (``steppe.state.StateSnapshot`` provides it)."""
 
     def job(self, namespace: str, job_id: str) -> Job | None: ...
 
@@ -28,11 +37,7 @@ class State(Protocol):
 
     def nodes(self) -> Iterable[Node]: ...
 
-    def node(self, node_id: str) -> Node | None: ...
-
     def allocs_by_job(self, namespace: str, job_id: str) -> list[Allocation]: ...
-
-    def allocs_by_node(self, node_id: str) -> list[Allocation]: ...
 
     def alloc(self, alloc_id: str) -> Allocation | None: ...
 

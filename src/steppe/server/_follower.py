@@ -105,7 +105,10 @@ class FollowerWorkers:
             result = await leader.plan_submit(plan)
             if result.fully_committed(plan):
                 return result, None
-            await self.store.wait_for_revision(result.refresh_index, timeout=10)
+            # refresh_index alone may predate what this plan did commit: planning again
+            # on such a copy would place those allocations a second time
+            refresh = max(result.refresh_index, result.alloc_index)
+            await self.store.wait_for_revision(refresh, timeout=10)
             return result, self.store.snapshot()
 
         now = int(self._clock() * 1e9)

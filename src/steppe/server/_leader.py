@@ -17,11 +17,13 @@ from collections.abc import Callable
 import msgspec
 
 from steppe._tasks import cancel_all
-from steppe.scheduler import SchedulerResult, evaluate_plan, process_async
+from steppe.backend import Compare
+from steppe.scheduler import SchedulerResult, process_async
 from steppe.server._broker import EvalBroker
 from steppe.server._endpoints import Endpoints
 from steppe.server._heartbeats import HeartbeatPolicy, HeartbeatTimers
 from steppe.server._periodic import PeriodicDispatcher
+from steppe.server._plan_applier import PlanApplier
 from steppe.state import Keys, StateSnapshot, StateStore, writes
 from steppe.structs import (
     EVAL_BLOCKED,
@@ -57,15 +59,20 @@ class Leader:
         self._clock = clock
         self.periodic = PeriodicDispatcher(store, endpoints, clock)
         self._workers = workers
-        self._plan_lock = asyncio.Lock()
+        self.plans = PlanApplier(store)
         self._blocked: dict[str, Evaluation] = {}
         self._deliveries: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # lifecycle -----------------------------------------------------------------------
-    async def start(self) -> None:
-        """Takes over: restores heartbeat deadlines and the eval queue from state."""
-        snap = self.store.snapshot()
+    async def start(self, fence: Compare | None = None) -> None:
+        """Takes over: restores heartbeat deadlines and the eval queue from state.
+
+        First the cache catches up with the store's current revision, which includes
+        every plan the previous leader committed: the plan applier checks new plans
+        against it."""
+        snap = await self.store.consistent_snapshot()
+        self.plans.fence = fence
         for node in snap.nodes():
             if node.status != NODE_STATUS_DOWN:
                 self.heartbeats.reset(node.id, self.heartbeats.policy.failover_ttl)
@@ -81,6 +88,7 @@ class Leader:
     async def stop(self) -> None:
         await self.periodic.stop()
         await cancel_all(self._tasks)
+        await self.plans.stop()
         self._tasks = []
         self.broker.clear()
         self.heartbeats.clear()
@@ -133,35 +141,8 @@ class Leader:
 
     # the plan applier ----------------------------------------------------------------
     async def apply_plan(self, plan: Plan) -> tuple[PlanResult, StateSnapshot | None]:
-        """Re-checks a plan against the newest state and commits what still fits.
-
-        Serialised on the leader; and each node's share is committed with a compare on
-        that node's usage revision, so even a second (stale) leader cannot overfill it.
-        """
-        async with self._plan_lock:
-            snap = self.store.snapshot()
-            result = evaluate_plan(snap, plan)
-            revisions = {
-                n: snap.node_usage_revision(n)
-                for n in (*result.node_update, *result.node_allocation)
-            }
-            rejected: set[str] = set()
-            max_ops = self.store.backend.max_txn_ops
-            for nodes, txn in writes.apply_plan(self.keys, result, revisions, max_ops):
-                if await self.store.try_commit(txn) is None:
-                    rejected.update(nodes)
-            if rejected:
-                result = msgspec.structs.replace(
-                    result,
-                    node_update={k: v for k, v in result.node_update.items() if k not in rejected},
-                    node_allocation={
-                        k: v for k, v in result.node_allocation.items() if k not in rejected
-                    },
-                    refresh_index=self.store.revision,
-                )
-            if result.fully_committed(plan):
-                return result, None
-            return result, self.store.snapshot()
+        """Re-checks a plan against the newest state and commits what still fits."""
+        return await self.plans.apply(plan)
 
     # workers -------------------------------------------------------------------------
     async def _work(self) -> None:

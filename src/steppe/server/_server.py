@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from steppe.errors import NotFoundError, SteppeError
+from steppe.backend import Compare
+from steppe.errors import NotFoundError, NotLeaderError
 from steppe.server._endpoints import Endpoints
 from steppe.server._heartbeats import HeartbeatPolicy
 from steppe.server._leader import Leader
@@ -35,14 +36,6 @@ class ServerInfo:
     rpc_addr: str
     http_addr: str
     tags: dict[str, str] = field(default_factory=dict)
-
-
-class NotLeaderError(SteppeError):
-    """This server is not the leader; the request must go to ``leader``."""
-
-    def __init__(self, leader: str | None) -> None:
-        self.leader = leader
-        super().__init__(f"not the leader (leader: {leader or 'unknown'})")
 
 
 class Server:
@@ -73,12 +66,14 @@ class Server:
     def is_leader(self) -> bool:
         return self._is_leader
 
-    async def start_leading(self) -> None:
+    async def start_leading(self, fence: Compare | None = None) -> None:
+        """``fence``: what the leader's writes of allocations must carry so they commit
+        only while it leads (None when no other server could lead, as in ``-dev``)."""
         if not self._is_leader:
             log.info("%s is now the leader of region %s", self.info.name, self.info.region)
             self._is_leader = True
             self.leader_addr = self.info.rpc_addr
-            await self.leader.start()
+            await self.leader.start(fence)
 
     async def stop_leading(self, new_leader: str | None = None) -> None:
         if self._is_leader:

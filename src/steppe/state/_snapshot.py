@@ -129,9 +129,6 @@ class StateSnapshot:
     def servers(self) -> list[ServerMember]:
         return sorted(self.rows("servers"), key=lambda s: s.name)
 
-    def node_usage_revision(self, node_id: str) -> int:
-        return self.revision_of("node_usage", node_id)
-
     def alloc_with_job(self, alloc: Allocation) -> Allocation:
         """The allocation as the API shows it: with its job (at the version it runs) inside."""
         job = self.job_version(alloc.namespace, alloc.job_id, alloc.job_version) or self.job(

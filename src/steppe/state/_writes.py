@@ -125,44 +125,47 @@ def delete_evals_and_allocs(keys: Keys, eval_ids: Iterable[str], alloc_ids: Iter
     return Txn((), tuple(ops), "garbage collect")
 
 
-def apply_plan(
+def apply_plans(
     keys: Keys,
-    result: PlanResult,
-    node_revisions: dict[str, int],
+    results: Sequence[PlanResult],
+    fence: Compare | None,
     max_ops: int,
-) -> list[tuple[tuple[str, ...], Txn]]:
-    """The committed part of a plan, as transactions of whole nodes.
+    max_bytes: int = 1 << 30,
+) -> list[Txn]:
+    """The committed parts of one or more plans, checked in order by the one plan
+    applier, as few transactions as the limits allow (``max_ops`` operations and about
+    ``max_bytes`` each).
 
-    Each node's share goes in one transaction together with a bump of the node's usage
-    key, guarded by that key's revision as the plan applier saw it: if another plan
-    touched the node since, that node's share fails and nothing of it is written, which
-    is exactly Nomad's per-node partial commit. Returns each transaction with the
-    nodes whose share it carries."""
-    per_node: dict[str, list[Allocation]] = {}
-    for node_id, allocs in result.node_update.items():
-        per_node.setdefault(node_id, []).extend(allocs)
-    for node_id, allocs in result.node_allocation.items():
-        per_node.setdefault(node_id, []).extend(allocs)
-    txns: list[tuple[tuple[str, ...], Txn]] = []
-    nodes: list[str] = []
-    compares: list[Compare] = []
+    Every transaction carries ``fence``, a compare that holds only while the applier's
+    server still leads: the applier checked these plans against everything committed
+    before, and nothing else places allocations, so a leader that lost its lease is the
+    one writer that could overfill a node, and the fence stops it. A later plan's version
+    of an allocation wins. Nodes where allocations stop get their usage key bumped, which
+    wakes evaluations blocked for room."""
+    per_node: dict[str, dict[str, Allocation]] = {}
+    for result in results:
+        for group in (result.node_update, result.node_allocation):
+            for node_id, allocs in group.items():
+                per_node.setdefault(node_id, {}).update((a.id, a) for a in allocs)
+    compares = (fence,) if fence is not None else ()
+    txns: list[Txn] = []
     ops: list[Op] = []
     rows: list[tuple[str, Allocation]] = []
-    for node_id, node_allocs in per_node.items():
-        node_rows = [(keys.alloc(a.id), _stored_alloc(a)) for a in node_allocs]
+    size = 0
+    for node_id, share in per_node.items():
+        node_rows = [(keys.alloc(a.id), _stored_alloc(a)) for a in share.values()]
         node_ops: list[Op] = [Put(key, to_msgpack(row)) for key, row in node_rows]
-        node_ops.append(Put(keys.node_usage(node_id), b"\x00"))
-        if ops and len(ops) + len(node_ops) > max_ops:
-            txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan", tuple(rows))))
-            nodes, compares, ops, rows = [], [], [], []
-        nodes.append(node_id)
+        if any(a.terminal() for a in share.values()):
+            node_ops.append(Put(keys.node_usage(node_id), b"\x00"))
+        node_size = sum(len(op.key) + len(op.value) for op in node_ops if isinstance(op, Put))
+        if ops and (len(ops) + len(node_ops) > max_ops or size + node_size > max_bytes):
+            txns.append(Txn(compares, tuple(ops), "apply plan", tuple(rows)))
+            ops, rows, size = [], [], 0
         rows.extend(node_rows)
-        compares.append(
-            Compare(keys.node_usage(node_id), "mod", "==", node_revisions.get(node_id, 0))
-        )
         ops.extend(node_ops)
+        size += node_size
     if ops:
-        txns.append((tuple(nodes), Txn(tuple(compares), tuple(ops), "apply plan", tuple(rows))))
+        txns.append(Txn(compares, tuple(ops), "apply plan", tuple(rows)))
     return txns
 
 
