@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 import pytest
+from tests.support.waiting import async_wait_until
 
 from steppe.backend import Compare, Delete, MemoryBackend, Op, Put, TxnResult
 from steppe.errors import NotLeaderError
@@ -21,17 +22,21 @@ KEYS = Keys()
 
 
 class CountingBackend(MemoryBackend):
-    """Counts the transactions that write allocations."""
+    """Counts the transactions that write allocations, and holds them while ``gate`` is
+    closed, as a slow quorum write would."""
 
     def __init__(self) -> None:
         super().__init__(lease_check_interval=None)
         self.alloc_writes = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
 
     async def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
         if any(isinstance(op, Put) and "/allocs/" in op.key for op in success):
             self.alloc_writes += 1
+            await self.gate.wait()
         return await super().txn(compares, success, failure)
 
 
@@ -77,6 +82,37 @@ async def test_plans_queued_together_are_checked_in_order_and_written_once(
     # the worker re-plans on state that holds what committed, never on older state
     assert r2.refresh_index >= r1.alloc_index > 0
     assert fresh2.alloc(first.node_allocation[node.id][0].id) is not None
+
+
+async def test_plans_are_checked_while_earlier_commits_are_in_flight(
+    store: StateStore,
+) -> None:
+    node, other = mock.node(), mock.node()
+    for n in (node, other):
+        await store.commit(writes.upsert_node(KEYS, n))
+    backend = store.backend
+    assert isinstance(backend, CountingBackend)
+    applier = PlanApplier(store)
+    backend.gate.clear()
+    first = Plan(node_allocation={node.id: (big_alloc(node.id),)})
+    committing = asyncio.ensure_future(applier.apply(first))
+    await async_wait_until(lambda: _now(backend.alloc_writes == 1), what="first commit sent")
+    second = Plan(
+        node_allocation={node.id: (big_alloc(node.id),), other.id: (big_alloc(other.id),)}
+    )
+    checking = asyncio.ensure_future(applier.apply(second))
+    # the second is checked and sent while the first is still being written, and the
+    # first's allocation counts as placed
+    await async_wait_until(lambda: _now(backend.alloc_writes == 2), what="second commit sent")
+    backend.gate.set()
+    (r1, _), (r2, _) = await asyncio.gather(committing, checking)
+    assert r1.fully_committed(first)
+    assert list(r2.node_allocation) == [other.id]
+    assert len(store.snapshot().allocs_by_node(node.id)) == 1
+
+
+async def _now(value: bool) -> bool:
+    return value
 
 
 async def test_a_deposed_leader_commits_nothing(store: StateStore) -> None:

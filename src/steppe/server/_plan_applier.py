@@ -1,12 +1,14 @@
 """The leader's plan applier: re-checks each plan against the newest state and commits
-what still fits, plans that queued up together in one transaction.
+what still fits.
 
-It is serial by design (only it decides what commits), and committing is its slow
-part: a quorum write, then the watch bringing the write back into the cache. So the
-plans that arrive while one commit is in flight are checked one after another, each
-against the state plus the results of those before it, and committed together, as
-etcd's own group commit does for its log. Each plan's answer is exactly what it would
-have been alone: the part that fits, node by node.
+Only it decides what commits, so it checks plans one at a time; but committing (a
+quorum write, then the watch bringing it back into the cache) is its slow part, and it
+does not wait for that. It checks the next plans while earlier commits are in flight,
+against the state plus every result not yet in it, like Nomad's pipelined applier; and
+plans that queued up meanwhile are checked one after another and committed together,
+as etcd's own group commit does for its log. A plan's answer is what it would have been
+alone, since everything in flight counts as placed: if an earlier commit fails, a later
+plan was only checked against fuller nodes than there are.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -25,6 +28,8 @@ from steppe.state import Keys, StateSnapshot, StateStore, writes
 from steppe.structs import Allocation, Node, Plan, PlanResult
 
 Answer = tuple[PlanResult, StateSnapshot | None]
+Batch = list[tuple[Plan, asyncio.Future[Answer]]]
+COMMITS_IN_FLIGHT = 3
 
 
 class PlanApplier:
@@ -33,6 +38,7 @@ class PlanApplier:
         self.keys = Keys(store.root)
         self._queue: deque[tuple[Plan, asyncio.Future[Answer]]] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
         self.fence: Compare | None = None
         """Carried by every commit (see ``writes.apply_plans``); the leader sets it."""
 
@@ -42,6 +48,7 @@ class PlanApplier:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Answer] = loop.create_future()
         self._queue.append((plan, answer))
+        self._arrived.set()
         if self._drainer is None or self._drainer.done():
             # a task of its own, so a cancelled submitter never strands the others
             self._drainer = loop.create_task(self._drain())
@@ -58,29 +65,35 @@ class PlanApplier:
                 answer.set_exception(NotLeaderError(None))
 
     async def _drain(self) -> None:
-        while self._queue:
-            batch = self._next_batch()
-            if not batch:
-                continue
-            try:
-                answers = await self._apply_batch([plan for plan, _ in batch])
-            except asyncio.CancelledError:
-                for _, answer in batch:
-                    answer.cancel()
-                raise
-            except Exception as exc:
-                for _, answer in batch:
-                    if not answer.done():
-                        answer.set_exception(exc)
-                continue
-            for (_, answer), result in zip(batch, answers, strict=True):
-                if not answer.done():
-                    answer.set_result(result)
+        in_flight: dict[asyncio.Task[None], list[PlanResult]] = {}
+        try:
+            while self._queue or in_flight:
+                if self._queue and len(in_flight) < COMMITS_IN_FLIGHT:
+                    batch = self._next_batch()
+                    if batch:
+                        ahead = [r for results in in_flight.values() for r in results]
+                        results = self._check([plan for plan, _ in batch], ahead)
+                        commit = asyncio.ensure_future(self._commit_and_answer(batch, results))
+                        in_flight[commit] = results
+                    continue
+                self._arrived.clear()
+                waiters: set[asyncio.Future[Any]] = set(in_flight)
+                if len(in_flight) < COMMITS_IN_FLIGHT:
+                    waiters.add(asyncio.ensure_future(self._arrived.wait()))
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    if waiter not in in_flight:
+                        waiter.cancel()
+                for commit in [c for c in in_flight if c.done()]:
+                    del in_flight[commit]
+        except BaseException:
+            await cancel_all(in_flight)
+            raise
 
-    def _next_batch(self) -> list[tuple[Plan, asyncio.Future[Answer]]]:
+    def _next_batch(self) -> Batch:
         """Queued plans, in order, up to about one transaction's worth of operations."""
         budget = self.store.backend.max_txn_ops
-        batch: list[tuple[Plan, asyncio.Future[Answer]]] = []
+        batch: Batch = []
         while self._queue:
             plan, answer = self._queue[0]
             if answer.done():  # its submitter gave up waiting
@@ -93,24 +106,41 @@ class PlanApplier:
             budget -= ops
         return batch
 
-    async def _apply_batch(self, plans: Sequence[Plan]) -> list[Answer]:
+    def _check(self, plans: Sequence[Plan], ahead: Sequence[PlanResult]) -> list[PlanResult]:
+        """Each plan's part that fits, on the state plus the results ``ahead`` (still
+        committing) and those of the plans before it."""
         pending = PendingState(self.store.snapshot())
+        for result in ahead:
+            pending.add(result)
         results: list[PlanResult] = []
         for plan in plans:
             result = evaluate_plan(pending, plan)
             pending.add(result)
             results.append(result)
-        revision = await self._commit(results)
-        answers: list[Answer] = []
-        for plan, result in zip(plans, results, strict=True):
+        return results
+
+    async def _commit_and_answer(self, batch: Batch, results: list[PlanResult]) -> None:
+        try:
+            revision = await self._commit(results)
+        except BaseException as exc:
+            # cancelled: this server stepped down, and the submitters must hear so
+            failure = exc if isinstance(exc, Exception) else NotLeaderError(None)
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (plan, answer), result in zip(batch, results, strict=True):
+            if answer.done():
+                continue
             if result.fully_committed(plan):
-                answers.append((msgspec.structs.replace(result, alloc_index=revision), None))
+                answer.set_result((msgspec.structs.replace(result, alloc_index=revision), None))
                 continue
             # the worker plans the rest again on state that holds what did commit
             refresh = max(result.refresh_index, revision)
             result = msgspec.structs.replace(result, refresh_index=refresh, alloc_index=revision)
-            answers.append((result, self.store.snapshot()))
-        return answers
+            answer.set_result((result, self.store.snapshot()))
 
     async def _commit(self, results: list[PlanResult]) -> int:
         """Commits every result; the revision of the last write (the cache reflects it)."""
