@@ -15,12 +15,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import msgspec
+
 CompareTarget = Literal["mod", "create", "version", "value", "lease"]
 CompareOp = Literal["==", "!=", "<", ">"]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(msgspec.Struct, frozen=True, gc=False):
+    """One key as the backend stores it. A msgspec struct, not a dataclass: every
+    server builds one per watched change, and this is ten times cheaper to create."""
+
     key: str
     value: bytes
     create_revision: int
@@ -29,8 +33,7 @@ class KeyValue:
     lease: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, gc=False):
     """A change to one key. For deletes, ``kv.value`` is empty and ``kv.mod_revision``
     is the revision of the delete."""
 

@@ -97,12 +97,7 @@ def range_bounds(key: str, prefix: bool) -> tuple[bytes, bytes]:
 
 def to_kv(kv: Any) -> KeyValue:
     return KeyValue(
-        key=kv.key.decode(),
-        value=kv.value,
-        create_revision=kv.create_revision,
-        mod_revision=kv.mod_revision,
-        version=kv.version,
-        lease=kv.lease,
+        kv.key.decode(), kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease
     )
 
 

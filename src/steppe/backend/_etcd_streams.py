@@ -20,12 +20,15 @@ from steppe.errors import BackendError, NotFoundError, RevisionCompactedError
 log = logging.getLogger(__name__)
 
 
+_DELETE = rpc.Event.EventType.DELETE
+
+
 def group_by_revision(events: Any) -> list[list[Event]]:
     groups: list[list[Event]] = []
     last = -1
     for ev in events:
         kv = ev.kv
-        if ev.type == rpc.Event.EventType.DELETE:
+        if ev.type == _DELETE:
             event = Event("delete", KeyValue(kv.key.decode(), b"", 0, kv.mod_revision, 0))
         else:
             event = Event("put", to_kv(kv))

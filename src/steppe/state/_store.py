@@ -61,6 +61,8 @@ class _Table:
         )
         self.changed = asyncio.Event()
         self.trackers: list[IndexTracker] = []
+        fields = spec.type.__struct_fields__ if spec.stamp_indexes else ()
+        self._modify_stamps = [f for f in ("job_modify_index", "alloc_modify_index") if f in fields]
 
     def apply(self, events: Sequence[tuple[str, Event, Any]], revision: int) -> None:
         rows = self.data.rows.mutate()
@@ -96,18 +98,18 @@ class _Table:
         self.changed = asyncio.Event()
 
     def _decode(self, kv: KeyValue, known: Any = None) -> Any:
-        row = known if known is not None else from_msgpack(kv.value, self.spec.type)
-        if self.spec.stamp_indexes:
-            stamps: dict[str, int] = {
-                "create_index": kv.create_revision,
-                "modify_index": kv.mod_revision,
-            }
-            fields = self.spec.type.__struct_fields__
-            if "job_modify_index" in fields:
-                stamps["job_modify_index"] = kv.mod_revision
-            if "alloc_modify_index" in fields:
-                stamps["alloc_modify_index"] = kv.mod_revision
-            row = msgspec.structs.replace(row, **stamps)
+        if not self.spec.stamp_indexes:
+            return known if known is not None else from_msgpack(kv.value, self.spec.type)
+        stamps = [("create_index", kv.create_revision), ("modify_index", kv.mod_revision)]
+        stamps += [(name, kv.mod_revision) for name in self._modify_stamps]
+        if known is not None:
+            # the writer's own object may be shared: stamp a copy
+            return msgspec.structs.replace(known, **dict(stamps))
+        row = from_msgpack(kv.value, self.spec.type)
+        # freshly decoded and not yet seen by anyone: stamping in place saves a copy of
+        # every row every server follows
+        for name, value in stamps:
+            msgspec.structs.force_setattr(row, name, value)
         return row
 
     def _index(self, indexes: dict[str, Any], row_id: str, row: Any) -> None:
