@@ -147,6 +147,22 @@ async def count_allocs(etcd: aetcd.Client, prefix: bytes) -> int:
     return int(response.count)
 
 
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time so far (/proc/stat): user, nice, system, idle, iowait,
+    irq, softirq, steal."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
+
+
+def cpu_share(before: list[int], after: list[int]) -> dict[str, float]:
+    """How busy the machine was in between, and how much of its time the hypervisor
+    took for other guests (steal): on a shared VM that swings the figures by half."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(d) or 1
+    busy = d[0] + d[1] + d[2] + d[5] + d[6]
+    return {"busy_pct": round(100 * busy / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
+
+
 async def _until_evals_done(server: ClusterAgent) -> None:
     async with aiohttp.ClientSession() as http:
         for _ in range(600):
@@ -168,6 +184,7 @@ async def placements(servers: list[ClusterAgent], n_nodes: int, n_jobs: int) -> 
         want = n_jobs * scheduler_bench.COUNT
         jobs = scheduler_bench.sim_jobs(n_jobs)
         started = time.monotonic()
+        ticks = _cpu_ticks()
         async with aiohttp.ClientSession() as http:
 
             async def submit(i: int, job: Job) -> None:
@@ -186,6 +203,7 @@ async def placements(servers: list[ClusterAgent], n_nodes: int, n_jobs: int) -> 
             if now_placed != placed:
                 placed, last_change = now_placed, time.monotonic()
         elapsed = last_change - started
+        cpu = cpu_share(ticks, _cpu_ticks())
         # every evaluation has been processed once the last one is; then nothing more
         # may be placed (more than ``want`` would be a group over its count)
         await _until_evals_done(servers[0])
@@ -202,6 +220,7 @@ async def placements(servers: list[ClusterAgent], n_nodes: int, n_jobs: int) -> 
             "job_registration_seconds": round(registered, 2),
             "seconds": round(elapsed, 2),
             "placements_per_s": round(placed / elapsed) if elapsed > 0 else 0,
+            "cpu": cpu,
         }
     finally:
         await etcd.close()
@@ -304,7 +323,9 @@ async def measure(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     if "placements" in args.parts:
         place = results["placements"] = await placements(servers, args.nodes, args.jobs)
         print(f"placement {place['placed']} of {place['wanted']} on {place['nodes']} nodes in "
-              f"{place['seconds']}s: {place['placements_per_s']}/s (target >= 2000/s)",
+              f"{place['seconds']}s: {place['placements_per_s']}/s (target >= 2000/s; "
+              f"machine {place['cpu']['busy_pct']}% busy, {place['cpu']['steal_pct']}% "
+              "stolen by the hypervisor)",
               flush=True)  # fmt: skip
     return results
 
