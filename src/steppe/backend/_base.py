@@ -130,6 +130,10 @@ class Backend(abc.ABC):
     """Most operations one transaction may hold; callers batch writes below it."""
     max_txn_bytes: int = 1 << 30
     """Largest encoded transaction the backend accepts (keys + values + overhead)."""
+    batch_linger: float = 0.0
+    """Seconds a group commit under load may wait for more writes before committing:
+    worth it only where each transaction is costly (a quorum write, a watch event per
+    server), never in memory."""
 
     @abc.abstractmethod
     async def get(self, key: str) -> KeyValue | None: ...

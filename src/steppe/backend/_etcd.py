@@ -42,6 +42,9 @@ class EtcdBackend(Backend):
     max_txn_ops = 128
     max_txn_bytes = 1_400_000
     """etcd's default ``--max-request-bytes`` is 1.5 MiB; this leaves room for framing."""
+    batch_linger = 0.0025
+    """On the 3-server bench it grew KV batches from 11 to 17 writes and PUT/s by a
+    fifth, for 2-3 ms more latency under load."""
 
     def __init__(
         self,

@@ -153,6 +153,10 @@ class _GroupCommit:
     Each write still compares its own key's revision; if any compare fails the batch is
     retried write by write, so batching never changes an outcome, only the cost: one
     transaction, one watch event and one cache update for up to ``max_batch`` writes.
+
+    Under load (the last batch held more than one write) it lingers the backend's
+    ``batch_linger`` before taking the next batch, for the writes whose clients are just
+    now reading the previous answers. After a lone write, the next one commits at once.
     """
 
     def __init__(self, writer: KVWriter) -> None:
@@ -162,6 +166,8 @@ class _GroupCommit:
         backend = writer._store.backend
         self._max_ops = max(1, min(128, backend.max_txn_ops))
         self._max_bytes = backend.max_txn_bytes // 2
+        self._linger = backend.batch_linger
+        self._last_batch = 0
 
     async def put(self, w: KVWrite) -> bool:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -173,6 +179,8 @@ class _GroupCommit:
     async def _flush_all(self) -> None:
         try:
             while self._queue:
+                if self._last_batch > 1 and self._linger:
+                    await asyncio.sleep(self._linger)
                 batch: list[tuple[KVWrite, asyncio.Future[bool]]] = []
                 seen: set[str] = set()
                 size = 0
@@ -186,6 +194,7 @@ class _GroupCommit:
                     size += len(w.key) + len(w.value or b"") + 64
                     batch.append(item)
                 self._queue = rest
+                self._last_batch = len(batch)
                 await self._commit(batch)
         finally:
             self._task = None
