@@ -3,15 +3,15 @@ job to committed allocations, and from a missed heartbeat to replacements."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 import pytest
 from tests.support.waiting import async_wait_until
 
-from steppe.backend import MemoryBackend
-from steppe.server import HeartbeatPolicy, Server, ServerInfo
-from steppe.state import SCHEDULER_TABLES, StateStore
+from steppe.backend import Compare, MemoryBackend, Op, TxnResult
+from steppe.server import Endpoints, HeartbeatPolicy, Server, ServerInfo
+from steppe.state import SCHEDULER_TABLES, Keys, StateStore, writes
 from steppe.structs import CLIENT_FAILED, CLIENT_RUNNING, NS, Allocation, Job, ReschedulePolicy
 from steppe.testing import mock
 
@@ -79,3 +79,41 @@ def web_job(count: int) -> Job:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+class StopInBetween(MemoryBackend):
+    """Commits ``stop`` just before the first guarded allocation write, as the plan
+    applier would if it stopped the allocation while a client update was merging."""
+
+    def __init__(self) -> None:
+        super().__init__(lease_check_interval=None)
+        self.stop: Sequence[Op] | None = None
+
+    async def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        if self.stop is not None and compares and "/allocs/" in compares[0].key:
+            ops, self.stop = self.stop, None
+            await super().txn([], ops)
+        return await super().txn(compares, success, failure)
+
+
+async def test_client_update_never_undoes_a_stop_written_meanwhile() -> None:
+    backend = StopInBetween()
+    store = StateStore(backend, SCHEDULER_TABLES)
+    await store.start()
+    alloc = mock.alloc(node_id="n1")
+    try:
+        await store.commit(writes.upsert_allocs(Keys(), [alloc]))
+        stopped = msgspec.structs.replace(alloc, desired_status="stop")
+        backend.stop = writes.upsert_allocs(Keys(), [stopped]).ops
+        endpoints = Endpoints(store, "global")
+        await endpoints.update_allocs_from_client(
+            [msgspec.structs.replace(alloc, client_status=CLIENT_RUNNING)]
+        )
+        assert backend.stop is None  # the stop did land in between
+        final = store.snapshot().alloc(alloc.id)
+        assert final is not None
+        assert (final.desired_status, final.client_status) == ("stop", CLIENT_RUNNING)
+    finally:
+        await store.stop()

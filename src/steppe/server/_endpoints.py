@@ -210,9 +210,26 @@ class Endpoints:
     # allocations ---------------------------------------------------------------------
     async def update_allocs_from_client(self, updates: list[Allocation]) -> None:
         """Merges what a client reports (its status and task states) into the stored
-        allocations; failed ones trigger an evaluation so they can be rescheduled."""
+        allocations; failed ones trigger an evaluation so they can be rescheduled.
+
+        Each merged row is written only if it is still the row merged into: otherwise a
+        stop the plan applier wrote meanwhile would be overwritten with "run", and the
+        allocation would keep running past its group's count. Refused rows are merged
+        again into the current state."""
+        pending = list(updates)
         snap = self.store.snapshot()
-        merged: list[Allocation] = []
+        for _ in range(CAS_RETRIES):
+            pending = await self._merge_client_updates(snap, pending)
+            if not pending:
+                return
+            snap = await self.store.consistent_snapshot()
+        raise ConflictError("allocations kept changing under a client update; try again")
+
+    async def _merge_client_updates(
+        self, snap: StateSnapshot, updates: list[Allocation]
+    ) -> list[Allocation]:
+        """Commits what merges; returns the updates whose rows changed under them."""
+        merged: list[tuple[Allocation, Allocation]] = []
         evals: dict[tuple[str, str], Evaluation] = {}
         now = self._now_ns()
         for update in updates:
@@ -228,20 +245,24 @@ class Endpoints:
             )
             if new == stored:
                 continue
-            merged.append(new)
+            merged.append((update, new))
             if update.client_status == CLIENT_FAILED and stored.client_status != CLIENT_FAILED:
                 job = snap.job(stored.namespace, stored.job_id)
                 if job is not None and (job.namespace, job.id) not in evals:
                     evals[(job.namespace, job.id)] = self.new_eval(job, TRIGGER_ALLOC_FAILURE)
-        batch = max(1, self.store.backend.max_txn_ops - len(evals) - 1)
+        refused: list[Allocation] = []
+        batch = max(1, (self.store.backend.max_txn_ops - len(evals)) // 2 - 1)
         for i in range(0, len(merged), batch):
-            chunk = merged[i : i + batch]
+            chunk = [new for _, new in merged[i : i + batch]]
+            read_at = {a.id: snap.revision_of("allocs", a.id) for a in chunk}
             chunk_evals = list(evals.values()) if i == 0 else []
-            txn = writes.upsert_allocs(self.keys, chunk, chunk_evals)
+            txn = writes.upsert_allocs(self.keys, chunk, chunk_evals, read_at)
             usage = {a.node_id for a in chunk if a.client_terminal()}
             if usage:
                 txn = writes.with_node_usage_bumps(self.keys, txn, usage)
-            await self.store.commit(txn)
+            if await self.store.try_commit(txn) is None:
+                refused.extend(update for update, _ in merged[i : i + batch])
+        return refused
 
 
 def _placement_relevant(old: Node, new: Node) -> bool:

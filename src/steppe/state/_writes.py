@@ -112,11 +112,23 @@ def upsert_evals(keys: Keys, evals: Iterable[Evaluation]) -> Txn:
 
 
 def upsert_allocs(
-    keys: Keys, allocs: Iterable[Allocation], evals: Iterable[Evaluation] = ()
+    keys: Keys,
+    allocs: Iterable[Allocation],
+    evals: Iterable[Evaluation] = (),
+    read_at: dict[str, int] | None = None,
 ) -> Txn:
+    """``read_at``: alloc ID -> the revision its row had when the writer read it; the
+    write then fails if any of them changed since (a stop from the plan applier must
+    not be overwritten by a status update merged from an older copy)."""
+    allocs = list(allocs)
     ops: list[Op] = [Put(keys.alloc(a.id), to_msgpack(_stored_alloc(a))) for a in allocs]
     ops.extend(Put(keys.eval(e.id), to_msgpack(e)) for e in evals)
-    return Txn((), tuple(ops), "upsert allocations")
+    compares = tuple(
+        Compare(keys.alloc(a.id), "mod", "==", read_at[a.id])
+        for a in allocs
+        if read_at is not None and a.id in read_at
+    )
+    return Txn(compares, tuple(ops), "upsert allocations")
 
 
 def delete_evals_and_allocs(keys: Keys, eval_ids: Iterable[str], alloc_ids: Iterable[str]) -> Txn:
