@@ -193,7 +193,7 @@ class Agent:
         if self.scheduler is not None:
             await self.scheduler.stop(leave=self.config.leave_on_terminate)
         if self.catalog is not None:
-            await self.catalog.stop()
+            await self.catalog.stop(leave=self.config.leave_on_terminate)
         if self.shared_backend is not None:
             await self.shared_backend.close()
 

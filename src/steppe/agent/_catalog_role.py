@@ -161,12 +161,14 @@ class CatalogRole:
             log.warning("dev agent: no DNS listener (%s)", exc)
             self.dns = None
 
-    async def stop(self) -> None:
+    async def stop(self, leave: bool = False) -> None:
+        """``leave``: remove this node from the catalog (``leave_on_terminate``) instead
+        of letting its heartbeat lapse."""
         await cancel_all(self._tasks)
         if self.dns is not None:
             await self.dns.stop()
         if self.local is not None:
-            await self.local.stop()
+            await (self.local.leave() if leave else self.local.stop())
         if self.catalog is not None:
             await self.catalog.stop()
         if self.store is not None:
