@@ -11,6 +11,9 @@ their own loopback addresses), side by side with the etcd underneath it:
   the first committed write through a surviving server, median of ``--runs``: a KV PUT,
   a job register, and the new scheduler leader, each measured separately.
 
+Each measure runs on a newly formed cluster (3 servers, no clients), the leader kills
+last.
+
 Usage: ``python bench/cluster.py [--nodes 5000] [--jobs 50] [--runs 5]``; prints the
 figures and writes ``bench/results/cluster.json``.
 """
@@ -50,7 +53,7 @@ from steppe.structs import Job, Node, to_json  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "cluster.json"
 IN_FLIGHT = 64
 SUBMITTERS = 8
-PARTS = ["kv", "failover", "placements"]
+PARTS = ["kv", "placements", "failover"]
 
 
 # KV ------------------------------------------------------------------------------------
@@ -228,7 +231,7 @@ async def placements(servers: list[ClusterAgent], n_nodes: int, n_jobs: int) -> 
         placed, last_change = 0, started
         deadline = started + 300
         while placed < want and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
             now_placed = await count_allocs(etcd, prefix)
             if now_placed != placed:
                 placed, last_change = now_placed, time.monotonic()
@@ -331,29 +334,46 @@ def _failover_job(server: ClusterAgent) -> dict[str, Any]:
 
 
 # main ---------------------------------------------------------------------------------
-async def measure(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(part: str, cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     servers = cluster.servers
-    results: dict[str, Any] = {}
-    if "kv" in args.parts:
-        kv = results["kv"] = await kv_side_by_side(servers, args)
+    if part == "kv":
+        kv = await kv_side_by_side(servers, args)
         print(f"KV        raw etcd {kv['raw_etcd_puts_per_s']:8.0f} puts/s | Steppe KV "
               f"{kv['steppe_kv_puts_per_s']:8.0f} PUT/s ({kv['ratio']:.2f}x, target >= 0.8x; "
               f"medians of {args.kv_rounds} alternating rounds; {kv['errors']} errors)",
               flush=True)  # fmt: skip
-    if "failover" in args.parts:
-        fo = results["failover"] = await failover(cluster, args.runs)
+        return kv
+    if part == "failover":
+        fo = await failover(cluster, args.runs)
         m = fo["median"]
         print(f"failover  median to first KV PUT {m['kv_put']:.3f}s, job register "
               f"{m['job_register']:.3f}s, new leader {m['new_leader']:.3f}s (target <= 1.5 s)",
               flush=True)  # fmt: skip
-    if "placements" in args.parts:
-        place = results["placements"] = await placements(servers, args.nodes, args.jobs)
-        print(f"placement {place['placed']} of {place['wanted']} on {place['nodes']} nodes in "
-              f"{place['seconds']}s: {place['placements_per_s']}/s (target >= 2000/s; "
-              f"machine {place['cpu']['busy_pct']}% busy, {place['cpu']['steal_pct']}% "
-              "stolen by the hypervisor)",
-              flush=True)  # fmt: skip
-    return results
+        return fo
+    place = await placements(servers, args.nodes, args.jobs)
+    print(f"placement {place['placed']} of {place['wanted']} on {place['nodes']} nodes in "
+          f"{place['seconds']}s: {place['placements_per_s']}/s (target >= 2000/s; "
+          f"machine {place['cpu']['busy_pct']}% busy, {place['cpu']['steal_pct']}% "
+          "stolen by the hypervisor)",
+          flush=True)  # fmt: skip
+    return place
+
+
+def measure_on_fresh_cluster(part: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Each measure gets a newly formed cluster, so none inherits another's leftovers
+    (five leader kills' restarted members, 30,000 KV keys, 5,000 nodes timing out)."""
+    workdir = Path(tempfile.mkdtemp(prefix="steppe-bench-cluster-"))
+    cluster = new_cluster(workdir, servers=3, clients=0)
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        return asyncio.run(measure(part, cluster, args))
+    except BaseException:
+        print(cluster.logs(), file=sys.stderr)
+        raise
+    finally:
+        cluster.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
@@ -370,18 +390,7 @@ def main() -> None:
         "only when all run",
     )  # fmt: skip
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="steppe-bench-cluster-"))
-    cluster = new_cluster(workdir, servers=3, clients=0)
-    try:
-        cluster.start()
-        cluster.wait_ready()
-        results = asyncio.run(measure(cluster, args))
-    except BaseException:
-        print(cluster.logs(), file=sys.stderr)
-        raise
-    finally:
-        cluster.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+    results = {part: measure_on_fresh_cluster(part, args) for part in PARTS if part in args.parts}
     if set(args.parts) != set(PARTS):
         return
     RESULTS.parent.mkdir(exist_ok=True)
