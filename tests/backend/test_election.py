@@ -37,7 +37,7 @@ async def test_two_contenders_one_wins_then_the_other_after_resign(
 
         observer = asyncio.create_task(watch_leaders())
         try:
-            await async_wait_until(lambda: _true(observed == ["a"]), what="observer sees a")
+            await async_wait_until(lambda: observed == ["a"], what="observer sees a")
             assert await b.leader() == "a"
             assert not b_campaign.done()
 
@@ -46,7 +46,7 @@ async def test_two_contenders_one_wins_then_the_other_after_resign(
                 await b_campaign
             assert b.is_leader and not a.is_leader
             assert await a.leader() == "b"
-            await async_wait_until(lambda: _true(observed[-1:] == ["b"]), what="observer sees b")
+            await async_wait_until(lambda: observed[-1:] == ["b"], what="observer sees b")
         finally:
             observer.cancel()
             b_campaign.cancel()
@@ -76,10 +76,6 @@ async def test_leader_that_loses_its_lease_learns_it_and_is_replaced(
 async def test_no_leader_when_nobody_campaigns(backend: Backend, prefix: str) -> None:
     async with elections(backend, prefix, 1) as (a,):
         assert await a.leader() is None
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_keep_alive_returns_once_the_lease_is_gone(backend: Backend, prefix: str) -> None:

@@ -126,7 +126,7 @@ async def test_supervised_member_comes_back_after_a_crash(
         assert crashed_pid is not None
         os.kill(crashed_pid, signal.SIGKILL)
         await async_wait_until(
-            lambda: _true(member.pid != crashed_pid and member.is_healthy()),
+            lambda: member.pid != crashed_pid and member.is_healthy(),
             what="supervisor to restart the member",
         )
         assert member.restarts == 1
@@ -138,10 +138,6 @@ async def test_supervised_member_comes_back_after_a_crash(
     finally:
         supervisor.cancel()
         await asyncio.gather(supervisor, return_exceptions=True)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_timeout_view_shares_the_connection(etcd_single: EtcdTestCluster) -> None:

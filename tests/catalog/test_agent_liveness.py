@@ -59,16 +59,12 @@ async def test_stopped_agent_goes_critical_and_loses_sessions(catalog: CatalogSe
 
         await async_wait_until(serf_critical, what="serfHealth to go critical")
         await async_wait_until(
-            lambda: _async(catalog.snapshot().get("sessions", sid) is None),
+            lambda: catalog.snapshot().get("sessions", sid) is None,
             what="the node's session to be invalidated",
         )
         assert view.service_instances("api", None, "dc1") == []
     finally:
         await agent.stop()
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def test_deregister_critical_service_after(catalog: CatalogServer) -> None:
@@ -86,7 +82,7 @@ async def test_deregister_critical_service_after(catalog: CatalogServer) -> None
             }
         )
         await async_wait_until(
-            lambda: _async(not reads.service_nodes(catalog.snapshot(), "flaky")),
+            lambda: not reads.service_nodes(catalog.snapshot(), "flaky"),
             what="the critical service to be reaped",
         )
         assert "flaky" not in agent.services()

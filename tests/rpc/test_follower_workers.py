@@ -51,10 +51,6 @@ async def region() -> AsyncIterator[Region]:
         await backend.close()
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_a_follower_places_what_the_leader_broker_hands_out(region: Region) -> None:
     for i in range(2):
         await region.leader.register_node(mock.node(id=f"n{i}"))
@@ -65,7 +61,7 @@ async def test_a_follower_places_what_the_leader_broker_hands_out(region: Region
         allocs = region.leader.store.snapshot().allocs_by_job("default", "web")
         return len([a for a in allocs if not a.terminal()]) == 4
 
-    await async_wait_until(lambda: _true(placed()), timeout=30, what="4 allocations placed")
+    await async_wait_until(placed, timeout=30, what="4 allocations placed")
     ev = region.leader.store.snapshot().eval(result.eval_id)
     assert ev is not None and ev.status == "complete"
     assert region.workers.processed >= 1
@@ -84,7 +80,7 @@ async def test_what_does_not_fit_waits_blocked_and_nothing_is_oversubscribed(
         evals = region.leader.store.snapshot().evals_by_job("default", "big")
         return bool(evals) and all(e.terminal() or e.status == "blocked" for e in evals)
 
-    await async_wait_until(lambda: _true(settled()), timeout=30, what="eval settled")
+    await async_wait_until(settled, timeout=30, what="eval settled")
     node = region.leader.store.snapshot().node("only")
     assert node is not None
     live = [a for a in region.leader.store.snapshot().allocs_by_node("only") if not a.terminal()]

@@ -65,7 +65,7 @@ async def test_blocking_query_wakes_when_an_allocation_is_placed(
     allocs, index = await api.node_allocations(node.id, 0, 0)
     assert allocs == []
     waiting = asyncio.create_task(api.node_allocations(node.id, index, 60))
-    await async_wait_until(lambda: _now(leader.rpc.in_flight == 1), what="the query in flight")
+    await async_wait_until(lambda: leader.rpc.in_flight == 1, what="the query in flight")
     assert not waiting.done()
     await leader.server.endpoints.register_job(
         mock.job(id="web", task_groups=(mock.group(count=1),))
@@ -90,7 +90,7 @@ async def test_a_blocking_query_does_not_delay_a_ping(leader: Member) -> None:
     try:
         _, index = await client.call(NODE_ALLOCATIONS, "some-node", 0, 0.0)
         waiting = asyncio.create_task(client.call(NODE_ALLOCATIONS, "some-node", index, 60.0))
-        await async_wait_until(lambda: _now(leader.rpc.in_flight == 1), what="query in flight")
+        await async_wait_until(lambda: leader.rpc.in_flight == 1, what="query in flight")
         assert await asyncio.wait_for(client.call(PING), 10) == "s1"
         assert not waiting.done()
         assert leader.rpc.connection_count == 1
@@ -192,7 +192,3 @@ async def test_server_list_updates(
     api.set_servers([second.address])
     assert api.known_servers == [second.address]
     assert await api.ping() == "s2"
-
-
-async def _now(value: bool) -> bool:
-    return value

@@ -140,7 +140,7 @@ async def test_a_slow_call_does_not_hold_up_others_on_the_connection(
     rpc: RPCServer, client: RPCClient, handlers: Handlers
 ) -> None:
     slow = asyncio.create_task(client.call(HANG))
-    await async_wait_until(lambda: _now(rpc.in_flight == 1), what="the slow call in flight")
+    await async_wait_until(lambda: rpc.in_flight == 1, what="the slow call in flight")
     assert await asyncio.wait_for(client.call(ECHO, "quick"), 10) == "quick"
     assert not slow.done()
     assert rpc.connection_count == 1
@@ -296,7 +296,3 @@ async def test_tls(handlers: Handlers, certificate: tuple[Path, Path]) -> None:
         await trusted.close()
         await untrusted.close()
         await server.stop()
-
-
-async def _now(value: bool) -> bool:
-    return value

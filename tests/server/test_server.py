@@ -38,9 +38,7 @@ async def test_registered_job_gets_its_allocations(server: Server) -> None:
         await server.register_node(mock.node(id=f"n{i}", name=f"node{i}"))
     job = web_job(3)
     result = await server.endpoints.register_job(job)
-    await async_wait_until(
-        lambda: _async(len(running(server, "web")) == 3), what="3 allocations placed"
-    )
+    await async_wait_until(lambda: len(running(server, "web")) == 3, what="3 allocations placed")
     ev = server.store.snapshot().eval(result.eval_id)
     assert ev is not None and ev.status == "complete"
 
@@ -48,9 +46,9 @@ async def test_registered_job_gets_its_allocations(server: Server) -> None:
 async def test_stopping_a_job_stops_its_allocations(server: Server) -> None:
     await server.register_node(mock.node(id="n0"))
     await server.endpoints.register_job(web_job(2))
-    await async_wait_until(lambda: _async(len(running(server, "web")) == 2), what="placed")
+    await async_wait_until(lambda: len(running(server, "web")) == 2, what="placed")
     await server.endpoints.deregister_job("default", "web", purge=False)
-    await async_wait_until(lambda: _async(not running(server, "web")), what="stopped")
+    await async_wait_until(lambda: not running(server, "web"), what="stopped")
     job = server.store.snapshot().job("default", "web")
     assert job is not None and job.stop and job.version == 1
 
@@ -58,7 +56,7 @@ async def test_stopping_a_job_stops_its_allocations(server: Server) -> None:
 async def test_failed_allocation_is_replaced(server: Server) -> None:
     await server.register_node(mock.node(id="n0"))
     await server.endpoints.register_job(web_job(1))
-    await async_wait_until(lambda: _async(len(running(server, "web")) == 1), what="placed")
+    await async_wait_until(lambda: len(running(server, "web")) == 1, what="placed")
     alloc = running(server, "web")[0]
     await server.update_allocs([msgspec.structs.replace(alloc, client_status=CLIENT_RUNNING)])
     await server.update_allocs([msgspec.structs.replace(alloc, client_status=CLIENT_FAILED)])
@@ -67,7 +65,7 @@ async def test_failed_allocation_is_replaced(server: Server) -> None:
         allocs = server.store.snapshot().allocs_by_job("default", "web")
         return any(a.previous_allocation == alloc.id for a in allocs)
 
-    await async_wait_until(lambda: _async(replaced()), timeout=60, what="replacement")
+    await async_wait_until(replaced, timeout=60, what="replacement")
 
 
 def web_job(count: int) -> Job:
@@ -75,10 +73,6 @@ def web_job(count: int) -> Job:
         attempts=3, interval=600 * NS, delay=0, delay_function="constant", unlimited=False
     )
     return mock.job(id="web", task_groups=(mock.group(count=count, reschedule_policy=policy),))
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 class StopInBetween(MemoryBackend):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -33,17 +34,20 @@ def wait_until(
 
 
 async def async_wait_until(
-    condition: Callable[[], Awaitable[T | None]],
+    condition: Callable[[], Awaitable[T | None] | T | None],
     *,
     timeout: float = 30.0,
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:
+    """Like :func:`wait_until` inside the event loop; ``condition`` may be a plain
+    function (reading in-process state) or return an awaitable (asking a server)."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:
         try:
-            result = await condition()
+            answer = condition()
+            result = await answer if inspect.isawaitable(answer) else answer
             if result:
                 return result
         except Exception as exc:

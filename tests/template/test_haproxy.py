@@ -90,7 +90,7 @@ async def test_haproxy_backends_follow_instances(agent: Agent, tmp_path: Path) -
         await asyncio.to_thread(agent.put, "/v1/kv/unrelated", "x")
         await asyncio.to_thread(agent.put, "/v1/agent/service/register", body)
         await async_wait_until(
-            lambda: _true(log.exists() and len(log.read_text().splitlines()) == 3),
+            lambda: log.exists() and len(log.read_text().splitlines()) == 3,
             what="the command to have run once per changed output",
         )
         assert renderer.renders >= renders
@@ -98,10 +98,6 @@ async def test_haproxy_backends_follow_instances(agent: Agent, tmp_path: Path) -
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def test_template_errors_name_the_place(tmp_path: Path) -> None:
