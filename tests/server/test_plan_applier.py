@@ -15,7 +15,7 @@ from steppe.backend import Compare, Delete, MemoryBackend, Op, Put, TxnResult
 from steppe.errors import NotLeaderError
 from steppe.server._plan_applier import PlanApplier
 from steppe.state import SCHEDULER_TABLES, Keys, StateStore, Txn, writes
-from steppe.structs import Allocation, Plan
+from steppe.structs import Allocation, Node, Plan
 from steppe.testing import mock
 
 KEYS = Keys()
@@ -41,11 +41,23 @@ class CountingBackend(MemoryBackend):
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[StateStore]:
-    s = StateStore(CountingBackend(), SCHEDULER_TABLES)
+def backend() -> CountingBackend:
+    return CountingBackend()
+
+
+@pytest.fixture
+async def store(backend: CountingBackend) -> AsyncIterator[StateStore]:
+    s = StateStore(backend, SCHEDULER_TABLES)
     await s.start()
     yield s
     await s.stop()
+
+
+async def stored_nodes(store: StateStore, count: int) -> list[Node]:
+    nodes = [mock.node() for _ in range(count)]
+    for node in nodes:
+        await store.commit(writes.upsert_node(KEYS, node))
+    return nodes
 
 
 def big_alloc(node_id: str) -> Allocation:
@@ -60,13 +72,9 @@ def big_alloc(node_id: str) -> Allocation:
 
 
 async def test_plans_queued_together_are_checked_in_order_and_written_once(
-    store: StateStore,
+    store: StateStore, backend: CountingBackend
 ) -> None:
-    node, other = mock.node(), mock.node()
-    for n in (node, other):
-        await store.commit(writes.upsert_node(KEYS, n))
-    backend = store.backend
-    assert isinstance(backend, CountingBackend)
+    node, other = await stored_nodes(store, 2)
     applier = PlanApplier(store)
     first = Plan(node_allocation={node.id: (big_alloc(node.id),)})
     second = Plan(
@@ -85,25 +93,21 @@ async def test_plans_queued_together_are_checked_in_order_and_written_once(
 
 
 async def test_plans_are_checked_while_earlier_commits_are_in_flight(
-    store: StateStore,
+    store: StateStore, backend: CountingBackend
 ) -> None:
-    node, other = mock.node(), mock.node()
-    for n in (node, other):
-        await store.commit(writes.upsert_node(KEYS, n))
-    backend = store.backend
-    assert isinstance(backend, CountingBackend)
+    node, other = await stored_nodes(store, 2)
     applier = PlanApplier(store)
     backend.gate.clear()
     first = Plan(node_allocation={node.id: (big_alloc(node.id),)})
     committing = asyncio.ensure_future(applier.apply(first))
-    await async_wait_until(lambda: _now(backend.alloc_writes == 1), what="first commit sent")
+    await async_wait_until(lambda: backend.alloc_writes == 1, what="first commit sent")
     second = Plan(
         node_allocation={node.id: (big_alloc(node.id),), other.id: (big_alloc(other.id),)}
     )
     checking = asyncio.ensure_future(applier.apply(second))
     # the second is checked and sent while the first is still being written, and the
     # first's allocation counts as placed
-    await async_wait_until(lambda: _now(backend.alloc_writes == 2), what="second commit sent")
+    await async_wait_until(lambda: backend.alloc_writes == 2, what="second commit sent")
     backend.gate.set()
     (r1, _), (r2, _) = await asyncio.gather(committing, checking)
     assert r1.fully_committed(first)
@@ -111,13 +115,8 @@ async def test_plans_are_checked_while_earlier_commits_are_in_flight(
     assert len(store.snapshot().allocs_by_node(node.id)) == 1
 
 
-async def _now(value: bool) -> bool:
-    return value
-
-
 async def test_a_deposed_leader_commits_nothing(store: StateStore) -> None:
-    node = mock.node()
-    await store.commit(writes.upsert_node(KEYS, node))
+    [node] = await stored_nodes(store, 1)
     lead_key = "/steppe/election/test/1"
     created = await store.commit(Txn((), (Put(lead_key, b"me"),)))
     applier = PlanApplier(store)
@@ -133,8 +132,7 @@ async def test_a_deposed_leader_commits_nothing(store: StateStore) -> None:
 
 
 async def test_stopping_fails_the_plans_still_queued(store: StateStore) -> None:
-    node = mock.node()
-    await store.commit(writes.upsert_node(KEYS, node))
+    [node] = await stored_nodes(store, 1)
     applier = PlanApplier(store)
     queued = asyncio.ensure_future(
         applier.apply(Plan(node_allocation={node.id: (big_alloc(node.id),)}))
