@@ -11,9 +11,17 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from steppe.scheduler._fit import Held, alloc_ports, held
+from steppe.scheduler._fit import Held, held
 from steppe.scheduler._protocols import State
-from steppe.structs import Allocation, Job, Node, Plan, PlanAnnotations
+from steppe.structs import (
+    Allocation,
+    Job,
+    Node,
+    Plan,
+    PlanAnnotations,
+    alloc_cpu_memory,
+    alloc_ports,
+)
 
 
 class Usage(Protocol):
@@ -45,15 +53,15 @@ class NodeUsage:
         return self.ports
 
     def add(self, alloc: Allocation) -> None:
-        for task in alloc.allocated_resources.tasks.values():
-            self.cpu += task.cpu.cpu_shares
-            self.memory += task.memory.memory_mb
+        cpu, memory = alloc_cpu_memory(alloc)
+        self.cpu += cpu
+        self.memory += memory
         self.own_ports().update(alloc_ports(alloc))
 
     def remove(self, alloc: Allocation) -> None:
-        for task in alloc.allocated_resources.tasks.values():
-            self.cpu -= task.cpu.cpu_shares
-            self.memory -= task.memory.memory_mb
+        cpu, memory = alloc_cpu_memory(alloc)
+        self.cpu -= cpu
+        self.memory -= memory
         self.own_ports().difference_update(alloc_ports(alloc))
 
 
@@ -127,25 +135,24 @@ class Pass:
         node_id = node.id
         if node_id in self.plan.node_update or node_id in self.plan.node_allocation:
             return self.usage(node)
-        return held(node, self.state.allocs_by_node(node_id))
+        return held(node, self.state.node_load(node_id))
 
     def usage(self, node: Node) -> NodeUsage:
         """The node's usage for changing: this pass's own copy."""
         usage = self._usage.get(node.id)
         if usage is None:
-            allocs = self.state.allocs_by_node(node.id)
-            usage = self._usage[node.id] = NodeUsage(held(node, allocs))
-            planned = self.plan.node_update.get(node.id, []) + self.plan.node_allocation.get(
-                node.id, []
-            )
-            if planned:
-                counted = {a.id: a for a in allocs if not a.terminal()}
-                for alloc in planned:
-                    before = counted.pop(alloc.id, None)
-                    if before is not None:
-                        usage.remove(before)
-                for alloc in self.plan.node_allocation.get(node.id, ()):
-                    usage.add(alloc)
+            usage = self._usage[node.id] = NodeUsage(held(node, self.state.node_load(node.id)))
+            placing = self.plan.node_allocation.get(node.id, [])
+            replaced: set[str] = set()
+            for alloc in self.plan.node_update.get(node.id, []) + placing:
+                before = self.state.alloc(alloc.id)
+                if before is None or before.node_id != node.id or alloc.id in replaced:
+                    continue
+                replaced.add(alloc.id)
+                if not before.terminal():
+                    usage.remove(before)
+            for alloc in placing:
+                usage.add(alloc)
         return usage
 
     def stop(self, alloc: Allocation) -> None:

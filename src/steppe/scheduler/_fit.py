@@ -5,28 +5,24 @@ snapshot can never oversubscribe a node)."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 
 from steppe.scheduler._protocols import NodeState
-from steppe.structs import NODE_STATUS_READY, Allocation, Node, Plan, PlanResult
+from steppe.structs import (
+    NODE_STATUS_READY,
+    Allocation,
+    Node,
+    NodeLoad,
+    Plan,
+    PlanResult,
+    alloc_cpu_memory,
+    alloc_ports,
+)
 
 DIM_CPU = "cpu"
 DIM_MEMORY = "memory"
 DIM_PORT = "network: reserved port collision"
 DIM_DYNAMIC_PORT = "network: dynamic port selection failed"
-
-
-def alloc_ports(alloc: Allocation) -> list[int]:
-    """Host ports an allocation holds; cheaper than ``AllocatedResources.ports()``
-    because the plan applier calls it for every allocation on every touched node."""
-    res = alloc.allocated_resources
-    ports = [p.value for p in res.shared.ports]
-    for task in res.tasks.values():
-        for net in task.networks:
-            ports.extend(p.value for p in net.reserved_ports)
-            ports.extend(p.value for p in net.dynamic_ports)
-    return ports
 
 
 def node_capacity(node: Node) -> tuple[int, int]:
@@ -45,72 +41,35 @@ def node_reserved_ports(node: Node) -> set[int]:
 
 
 class Held:
-    """What a node's non-terminal allocations hold, plus the node's own reservations.
+    """What a node offers and what its live allocations hold, as the scheduler reads it.
 
-    Remembered per node between passes and reused while the state hands back the very
-    same allocation objects (snapshots share unchanged rows), so scheduling a job
-    costs in proportion to the nodes that changed, not to every allocation on every
-    node visited."""
+    Derived from the node and its :class:`NodeLoad` (which the state keeps per node)
+    and reused while the state hands back the very same node and load objects, so
+    visiting a node that did not change costs one dictionary lookup."""
 
-    __slots__ = ("allocs", "cpu", "cpu_cap", "memory", "memory_cap", "node", "ports", "reserved")
+    __slots__ = ("cpu", "cpu_cap", "load", "memory", "memory_cap", "node", "ports")
 
-    def __init__(self, node: Node, allocs: list[Allocation], before: Held | None = None) -> None:
+    def __init__(self, node: Node, load: NodeLoad) -> None:
         self.node = node
-        self.allocs = allocs
-        self.cpu_cap: int
-        self.memory_cap: int
-        self.reserved: frozenset[int]
-        if before is not None:
-            self.cpu_cap, self.memory_cap = before.cpu_cap, before.memory_cap
-            self.reserved = before.reserved
-        else:
-            self.cpu_cap, self.memory_cap = node_capacity(node)
-            self.reserved = frozenset(node_reserved_ports(node))
-        self.ports = set(self.reserved)
-        cpu = memory = 0
-        for alloc in allocs:
-            use = _USES.get(alloc.id)
-            if use is None or use[0] is not alloc:
-                use = _use(alloc)
-            if use[1]:
-                cpu += use[2]
-                memory += use[3]
-                self.ports.update(use[4])
-        self.cpu = cpu
-        self.memory = memory
-
-
-Use = tuple[Allocation, bool, int, int, list[int]]
-_USES: dict[str, Use] = {}
-"""Per allocation object: (itself, counts, cpu, memory, ports), so recomputing a
-node whose allocation list changed costs one lookup per unchanged allocation."""
-
-
-def _use(alloc: Allocation) -> Use:
-    cpu = memory = 0
-    for task in alloc.allocated_resources.tasks.values():
-        cpu += task.cpu.cpu_shares
-        memory += task.memory.memory_mb
-    if len(_USES) >= _HELD_MAX * 10:
-        _USES.clear()
-    use = _USES[alloc.id] = (alloc, not alloc.terminal(), cpu, memory, alloc_ports(alloc))
-    return use
+        self.load = load
+        self.cpu_cap, self.memory_cap = node_capacity(node)
+        self.cpu = load.cpu
+        self.memory = load.memory
+        self.ports = node_reserved_ports(node)
+        self.ports.update(load.ports)
 
 
 _HELD: dict[str, Held] = {}
 _HELD_MAX = 200_000
 
 
-def held(node: Node, allocs: list[Allocation]) -> Held:
+def held(node: Node, load: NodeLoad) -> Held:
     entry = _HELD.get(node.id)
-    if entry is not None and entry.node is node:
-        if len(entry.allocs) == len(allocs) and all(map(operator.is_, entry.allocs, allocs)):
-            return entry
-    else:
-        entry = None
+    if entry is not None and entry.node is node and entry.load is load:
+        return entry
     if len(_HELD) >= _HELD_MAX:
         _HELD.clear()
-    fresh = _HELD[node.id] = Held(node, allocs, entry)
+    fresh = _HELD[node.id] = Held(node, load)
     return fresh
 
 
@@ -120,9 +79,9 @@ def allocs_fit(node: Node, allocs: Iterable[Allocation]) -> tuple[bool, str]:
     cpu = mem = 0
     used = node_reserved_ports(node)
     for alloc in allocs:
-        for task in alloc.allocated_resources.tasks.values():
-            cpu += task.cpu.cpu_shares
-            mem += task.memory.memory_mb
+        alloc_cpu, alloc_memory = alloc_cpu_memory(alloc)
+        cpu += alloc_cpu
+        mem += alloc_memory
         for port in alloc_ports(alloc):
             if port in used:
                 return False, DIM_PORT
@@ -140,24 +99,31 @@ def _node_part_fits(
     stopping: tuple[Allocation, ...],
     placing: tuple[Allocation, ...],
 ) -> tuple[bool, str]:
+    """Whether the node's load, less what ``stopping`` and ``placing`` replace of
+    its allocations, has room for ``placing``."""
     node = state.node(node_id)
     if node is None:
         return False, "node does not exist"
     if node.status != NODE_STATUS_READY:
         return False, "node is not ready for placements"
-    existing = state.allocs_by_node(node_id)
-    existing_ids = {a.id for a in existing}
-    if (node.scheduling_eligibility != "eligible" or node.drain) and any(
-        a.id not in existing_ids for a in placing
-    ):
+    load = state.node_load(node_id)
+    replaced: set[str] = set()
+    for alloc in stopping:
+        prior = state.alloc(alloc.id)
+        if prior is not None and prior.node_id == node_id and alloc.id not in replaced:
+            replaced.add(alloc.id)
+            load = load.minus(prior)
+    new_here = False
+    for alloc in placing:
+        prior = state.alloc(alloc.id)
+        if prior is None or prior.node_id != node_id:
+            new_here = True
+        elif alloc.id not in replaced:
+            replaced.add(alloc.id)
+            load = load.minus(prior)
+    if new_here and (node.scheduling_eligibility != "eligible" or node.drain):
         return False, "node is not eligible for new allocations"
-    replaced = {a.id for a in stopping}
-    replaced.update(a.id for a in placing)
-    if replaced.isdisjoint(existing_ids):
-        return _adds_fit(held(node, existing), placing)
-    proposed = [a for a in existing if a.id not in replaced and not a.terminal()]
-    proposed.extend(a for a in placing if not a.terminal())
-    return allocs_fit(node, proposed)
+    return _adds_fit(held(node, load), placing)
 
 
 def _adds_fit(base: Held, placing: tuple[Allocation, ...]) -> tuple[bool, str]:
@@ -166,9 +132,9 @@ def _adds_fit(base: Held, placing: tuple[Allocation, ...]) -> tuple[bool, str]:
     for alloc in placing:
         if alloc.terminal():
             continue
-        for task in alloc.allocated_resources.tasks.values():
-            cpu += task.cpu.cpu_shares
-            memory += task.memory.memory_mb
+        alloc_cpu, alloc_memory = alloc_cpu_memory(alloc)
+        cpu += alloc_cpu
+        memory += alloc_memory
         for port in alloc_ports(alloc):
             if port in used or port in mine:
                 return False, DIM_PORT

@@ -13,19 +13,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from steppe.structs import Allocation, Evaluation, Job, Node, Plan, PlanResult
+from steppe.structs import Allocation, Evaluation, Job, Node, NodeLoad, Plan, PlanResult
 
 
 class NodeState(Protocol):
-    """What the plan check reads: nodes and what runs on them. The leader's plan
-    applier provides it over a snapshot plus plans checked but not yet committed."""
+    """What the plan check reads: nodes, what runs on them, and allocations. The
+    leader's plan applier provides it over a snapshot plus plans checked but not yet
+    committed."""
 
     @property
     def index(self) -> int: ...
 
     def node(self, node_id: str) -> Node | None: ...
 
-    def allocs_by_node(self, node_id: str) -> list[Allocation]: ...
+    def node_load(self, node_id: str) -> NodeLoad:
+        """What the node's live allocations hold together."""
+        ...
+
+    def alloc(self, alloc_id: str) -> Allocation | None: ...
 
 
 class State(NodeState, Protocol):
@@ -38,8 +43,6 @@ class State(NodeState, Protocol):
     def nodes(self) -> Iterable[Node]: ...
 
     def allocs_by_job(self, namespace: str, job_id: str) -> list[Allocation]: ...
-
-    def alloc(self, alloc_id: str) -> Allocation | None: ...
 
     def eval(self, eval_id: str) -> Evaluation | None: ...
 

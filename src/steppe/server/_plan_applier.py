@@ -25,7 +25,7 @@ from steppe.backend import Compare
 from steppe.errors import NotLeaderError
 from steppe.scheduler import evaluate_plan
 from steppe.state import Keys, StateSnapshot, StateStore, writes
-from steppe.structs import Allocation, Node, Plan, PlanResult
+from steppe.structs import Allocation, Node, NodeLoad, Plan, PlanResult
 
 Answer = tuple[PlanResult, StateSnapshot | None]
 Batch = list[tuple[Plan, asyncio.Future[Answer]]]
@@ -162,7 +162,8 @@ class PendingState:
 
     def __init__(self, snap: StateSnapshot) -> None:
         self._snap = snap
-        self._by_node: dict[str, dict[str, Allocation]] = {}
+        self._allocs: dict[str, Allocation] = {}
+        self._loads: dict[str, NodeLoad] = {}
 
     @property
     def index(self) -> int:
@@ -171,17 +172,25 @@ class PendingState:
     def add(self, result: PlanResult) -> None:
         for group in (result.node_update, result.node_allocation):
             for node_id, allocs in group.items():
-                self._by_node.setdefault(node_id, {}).update((a.id, a) for a in allocs)
+                load = self.node_load(node_id)
+                for alloc in allocs:
+                    before = self.alloc(alloc.id)
+                    if before is not None and before.node_id == node_id:
+                        load = load.minus(before)
+                    load = load.plus(alloc)
+                    self._allocs[alloc.id] = alloc
+                self._loads[node_id] = load
 
     def node(self, node_id: str) -> Node | None:
         return self._snap.node(node_id)
 
-    def allocs_by_node(self, node_id: str) -> list[Allocation]:
-        stored = self._snap.allocs_by_node(node_id)
-        pending = self._by_node.get(node_id)
-        if not pending:
-            return stored
-        return [a for a in stored if a.id not in pending] + list(pending.values())
+    def node_load(self, node_id: str) -> NodeLoad:
+        load = self._loads.get(node_id)
+        return load if load is not None else self._snap.node_load(node_id)
+
+    def alloc(self, alloc_id: str) -> Allocation | None:
+        alloc = self._allocs.get(alloc_id)
+        return alloc if alloc is not None else self._snap.alloc(alloc_id)
 
 
 def _ops_of(plan: Plan) -> int:

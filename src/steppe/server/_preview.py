@@ -23,6 +23,7 @@ from steppe.structs import (
     Evaluation,
     Job,
     Node,
+    NodeLoad,
     PlanAnnotations,
     to_builtins,
 )
@@ -56,8 +57,8 @@ class _WithJob:
     def allocs_by_job(self, namespace: str, job_id: str) -> list[Allocation]:
         return self._snap.allocs_by_job(namespace, job_id)
 
-    def allocs_by_node(self, node_id: str) -> list[Allocation]:
-        return self._snap.allocs_by_node(node_id)
+    def node_load(self, node_id: str) -> NodeLoad:
+        return self._snap.node_load(node_id)
 
     def alloc(self, alloc_id: str) -> Allocation | None:
         return self._snap.alloc(alloc_id)

@@ -14,7 +14,7 @@ import immutables
 import msgspec
 
 from steppe.state._tables import job_key, job_version_key
-from steppe.structs import Allocation, Evaluation, Job, Node, ServerMember
+from steppe.structs import NO_LOAD, Allocation, Evaluation, Job, Node, NodeLoad, ServerMember
 
 Rows = immutables.Map[str, Any]
 Index = immutables.Map[Hashable, immutables.Map[str, Any]]
@@ -23,9 +23,10 @@ through the table."""
 
 
 class TableData:
-    """One table at one revision: its rows, its secondary indexes, its last-change index."""
+    """One table at one revision: its rows, its secondary indexes and summaries, its
+    last-change index."""
 
-    __slots__ = ("_memo", "index", "indexes", "revisions", "rows")
+    __slots__ = ("_memo", "index", "indexes", "revisions", "rows", "summaries")
 
     def __init__(
         self,
@@ -33,11 +34,13 @@ class TableData:
         indexes: dict[str, Index],
         revisions: immutables.Map[str, int],
         index: int,
+        summaries: dict[str, immutables.Map[Hashable, Any]],
     ) -> None:
         self.rows = rows
         self.indexes = indexes
         self.revisions = revisions
         self.index = index
+        self.summaries = summaries
         self._memo: dict[tuple[str, Hashable], list[Any]] = {}
 
     def by_index(self, name: str, key: Hashable) -> list[Any]:
@@ -115,6 +118,10 @@ class StateSnapshot:
 
     def allocs_by_node(self, node_id: str) -> list[Allocation]:
         return self.by_index("allocs", "node", node_id)
+
+    def node_load(self, node_id: str) -> NodeLoad:
+        load: NodeLoad = self._tables["allocs"].summaries["load"].get(node_id, NO_LOAD)
+        return load
 
     def eval(self, eval_id: str) -> Evaluation | None:
         ev: Evaluation | None = self.get("evals", eval_id)

@@ -55,25 +55,31 @@ class _Table:
 
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
-        self.data = TableData(
-            immutables.Map(),
-            {name: immutables.Map() for name in spec.indexes},
-            immutables.Map(),
-            0,
-        )
+        self.data = self.empty()
         self.changed = asyncio.Event()
         self.trackers: list[IndexTracker] = []
         fields = spec.type.__struct_fields__ if spec.stamp_indexes else ()
         self._modify_stamps = [f for f in ("job_modify_index", "alloc_modify_index") if f in fields]
 
+    def empty(self) -> TableData:
+        return TableData(
+            immutables.Map(),
+            {name: immutables.Map() for name in self.spec.indexes},
+            immutables.Map(),
+            0,
+            {name: immutables.Map() for name in self.spec.summaries},
+        )
+
     def apply(self, events: Sequence[tuple[str, Event, Any]], revision: int) -> None:
         rows = self.data.rows.mutate()
         revisions = self.data.revisions.mutate()
         indexes = {name: idx.mutate() for name, idx in self.data.indexes.items()}
+        summaries = {name: totals.mutate() for name, totals in self.data.summaries.items()}
         for row_id, event, known in events:
             old = rows.get(row_id)
             if old is not None:
                 self._unindex(indexes, row_id, old)
+                self._uncount(summaries, old)
             if event.type == "delete":
                 rows.pop(row_id, None)
                 revisions.pop(row_id, None)
@@ -88,11 +94,13 @@ class _Table:
             rows[row_id] = row
             revisions[row_id] = event.kv.mod_revision
             self._index(indexes, row_id, row)
+            self._count(summaries, row)
         self.data = TableData(
             rows.finish(),
             {name: idx.finish() for name, idx in indexes.items()},
             revisions.finish(),
             revision,
+            {name: totals.finish() for name, totals in summaries.items()},
         )
         for tracker in self.trackers:
             tracker.index = max(tracker.index, revision)
@@ -122,6 +130,25 @@ class _Table:
             idx = indexes[name]
             members: immutables.Map[str, Any] = idx.get(key, _EMPTY)
             idx[key] = members.set(row_id, row)
+
+    def _count(self, summaries: dict[str, Any], row: Any) -> None:
+        for name, summary in self.spec.summaries.items():
+            key = summary.key(row)
+            if key is not None:
+                totals = summaries[name]
+                totals[key] = summary.add(totals.get(key, summary.empty), row)
+
+    def _uncount(self, summaries: dict[str, Any], row: Any) -> None:
+        for name, summary in self.spec.summaries.items():
+            key = summary.key(row)
+            totals = summaries[name]
+            if key is None or key not in totals:
+                continue
+            total = summary.remove(totals[key], row)
+            if total == summary.empty:
+                del totals[key]
+            else:
+                totals[key] = total
 
     def _unindex(self, indexes: dict[str, Any], row_id: str, row: Any) -> None:
         for name, fn in self.spec.indexes.items():
@@ -174,12 +201,7 @@ class StateStore:
     async def _relist(self) -> int:
         kvs, revision = await self.backend.range(self.root)
         for table in self._tables.values():
-            table.data = TableData(
-                immutables.Map(),
-                {name: immutables.Map() for name in table.spec.indexes},
-                immutables.Map(),
-                0,
-            )
+            table.data = table.empty()
         grouped: dict[str, list[tuple[str, Event, Any]]] = {}
         for kv in kvs:
             routed = self._route(kv.key)

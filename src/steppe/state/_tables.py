@@ -12,9 +12,25 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from steppe.structs import Allocation, Evaluation, Job, Node, ServerMember
+from steppe.structs import NO_LOAD, Allocation, Evaluation, Job, Node, NodeLoad, ServerMember
 
 IndexFn = Callable[[Any], Hashable | None]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A running total per key over a table's rows, kept up to date as rows change, so
+    a reader gets an aggregate over many rows (what a node's allocations hold) in one
+    lookup. Totals are immutable: ``add`` and ``remove`` return new ones."""
+
+    key: IndexFn
+    """Which total a row counts towards (None: none)."""
+    empty: Any
+    """The total of no rows; a total that falls back to it is dropped."""
+    add: Callable[[Any, Any], Any]
+    """(total, row) -> the total with the row counted."""
+    remove: Callable[[Any, Any], Any]
+    """(total, row) -> the total without the row, which ``add`` counted before."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,7 @@ class TableSpec:
     type: type[Any]
     indexes: dict[str, IndexFn] = field(default_factory=dict)
     """Secondary indexes: name -> function giving the row's index key (None: not indexed)."""
+    summaries: dict[str, Summary] = field(default_factory=dict)
     stamp_indexes: bool = True
     """Whether rows carry ``CreateIndex``/``ModifyIndex`` fields the store fills from revisions."""
 
@@ -52,6 +69,14 @@ ALLOCS = TableSpec(
     indexes={
         "job": lambda a: (a.namespace, a.job_id),
         "node": lambda a: a.node_id or None,
+    },
+    summaries={
+        "load": Summary(
+            key=lambda a: a.node_id or None,
+            empty=NO_LOAD,
+            add=NodeLoad.plus,
+            remove=NodeLoad.minus,
+        )
     },
 )
 EVALS = TableSpec(

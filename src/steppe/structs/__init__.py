@@ -106,6 +106,7 @@ from steppe.structs._job import (
     default_reschedule_policy,
     default_restart_policy,
 )
+from steppe.structs._load import NO_LOAD, NodeLoad, alloc_cpu_memory, alloc_ports
 from steppe.structs._naming import NS, nomad_names, pascal, seconds
 from steppe.structs._node import (
     NODE_STATUS_DISCONNECTED,
@@ -143,6 +144,7 @@ __all__ = [
     "NODE_STATUS_DOWN",
     "NODE_STATUS_INIT",
     "NODE_STATUS_READY",
+    "NO_LOAD",
     "NS",
     "SERF_CHECK_ID",
     "SERF_CHECK_NAME",
@@ -180,6 +182,7 @@ __all__ = [
     "LogConfig",
     "NetworkResource",
     "Node",
+    "NodeLoad",
     "NodeResources",
     "NodeServices",
     "ParameterizedJobConfig",
@@ -208,6 +211,8 @@ __all__ = [
     "TaskState",
     "Template",
     "Weights",
+    "alloc_cpu_memory",
+    "alloc_ports",
     "check_passes_filter",
     "convert",
     "default_reschedule_policy",

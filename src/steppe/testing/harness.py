@@ -25,7 +25,17 @@ from steppe.scheduler import (
     process,
     seeded_ids,
 )
-from steppe.structs import NS, Allocation, Evaluation, Job, Node, Plan, PlanResult
+from steppe.structs import (
+    NO_LOAD,
+    NS,
+    Allocation,
+    Evaluation,
+    Job,
+    Node,
+    NodeLoad,
+    Plan,
+    PlanResult,
+)
 
 START = 1_700_000_000 * NS
 
@@ -42,6 +52,7 @@ class HarnessState:
         self.allocs: dict[str, Allocation] = {}
         self.by_job: dict[tuple[str, str], dict[str, Allocation]] = {}
         self.by_node: dict[str, dict[str, Allocation]] = {}
+        self.loads: dict[str, NodeLoad] = {}
         self.evals: dict[str, Evaluation] = {}
 
     # State protocol ------------------------------------------------------------------
@@ -62,6 +73,9 @@ class HarnessState:
 
     def allocs_by_node(self, node_id: str) -> list[Allocation]:
         return list(self.by_node.get(node_id, {}).values())
+
+    def node_load(self, node_id: str) -> NodeLoad:
+        return self.loads.get(node_id, NO_LOAD)
 
     def alloc(self, alloc_id: str) -> Allocation | None:
         return self.allocs.get(alloc_id)
@@ -113,8 +127,11 @@ class HarnessState:
                 create_index=old.create_index if old else index,
                 modify_index=index,
             )
-            if old is not None and old.node_id != alloc.node_id:
-                self.by_node.get(old.node_id, {}).pop(alloc.id, None)
+            if old is not None:
+                self.loads[old.node_id] = self.node_load(old.node_id).minus(old)
+                if old.node_id != alloc.node_id:
+                    self.by_node.get(old.node_id, {}).pop(alloc.id, None)
+            self.loads[alloc.node_id] = self.node_load(alloc.node_id).plus(alloc)
             self.allocs[alloc.id] = alloc
             self.by_job.setdefault((alloc.namespace, alloc.job_id), {})[alloc.id] = alloc
             self.by_node.setdefault(alloc.node_id, {})[alloc.id] = alloc
@@ -142,6 +159,7 @@ class HarnessState:
         snap.allocs = dict(self.allocs)
         snap.by_job = {k: dict(v) for k, v in self.by_job.items()}
         snap.by_node = {k: dict(v) for k, v in self.by_node.items()}
+        snap.loads = dict(self.loads)
         snap.evals = dict(self.evals)
         return snap
 
