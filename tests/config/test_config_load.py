@@ -180,6 +180,15 @@ telemetry {
     assert not dns.allow_stale and dns.enable_truncate
 
 
+def test_leaving_on_signals_nomad_and_consul_spellings() -> None:
+    assert not AgentConfig().leave_on_interrupt and not AgentConfig().leave_on_terminate
+    nomad = load_config_text("leave_on_interrupt = true\n")
+    assert (nomad.leave_on_interrupt, nomad.leave_on_terminate) == (True, False)
+    consul = load_config_text('{"skip_leave_on_interrupt": false, "leave_on_terminate": true}')
+    assert (consul.leave_on_interrupt, consul.leave_on_terminate) == (True, True)
+    assert not load_config_text('{"skip_leave_on_interrupt": true}').leave_on_interrupt
+
+
 def test_nomad_style_ui_block_and_plugin_flag() -> None:
     config = load_config_text(
         'ui {\n  enabled = true\n}\nplugin "raw_exec" {\n  config {\n    enabled = true\n  }\n}\n'

@@ -147,6 +147,7 @@ class Cluster:
     workdir: Path
     servers: list[ClusterAgent]
     clients: list[ClusterAgent]
+    bootstrap_expect: int
     started_pids: set[int] = field(default_factory=set)
 
     @property
@@ -226,6 +227,18 @@ class Cluster:
             code = agent.proc.returncode
             raise AssertionError(f"{agent.name} exited {code}:\n{agent.log()[-4000:]}")
 
+    def add_server(self, extra_hcl: str = "") -> ClusterAgent:
+        """One more server, configured to join the formed cluster (it expects as many
+        servers as formed it); not started."""
+        i = len(self.servers) + 1
+        base = self.servers[0].ip.rpartition(".")[0]
+        data = self.workdir / f"s{i}"
+        configs = _server_configs(base, i, self.bootstrap_expect, data, self.workdir, extra_hcl)
+        server = ClusterAgent(f"s{i}", f"{base}.1{i}", "server", data, configs,
+                              self.workdir / f"s{i}.log")  # fmt: skip
+        self.servers.append(server)
+        return server
+
     def stop_all(self, sig: int = signal.SIGTERM) -> None:
         for agent in self.agents:
             if agent.alive:
@@ -287,14 +300,19 @@ def _hcl_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-def _server_configs(base: str, i: int, n_servers: int, data_dir: Path, workdir: Path) -> list[Path]:
+def _server_configs(
+    base: str, i: int, n_servers: int, data_dir: Path, workdir: Path, extra_hcl: str = ""
+) -> list[Path]:
+    """Server ``i`` expecting ``n_servers`` to form, and joining servers 1 to ``i`` or
+    ``n_servers``, whichever is more."""
     ip = f"{base}.1{i}"
-    nomad_joins = [f"{base}.1{k}:{HTTP}" for k in range(1, n_servers + 1)]
-    catalog_joins = [f"{base}.1{k}:{CATALOG}" for k in range(1, n_servers + 1)]
+    known = range(1, max(i, n_servers) + 1)
+    nomad_joins = [f"{base}.1{k}:{HTTP}" for k in known]
+    catalog_joins = [f"{base}.1{k}:{CATALOG}" for k in known]
     hcl = workdir / f"s{i}.hcl"
     hcl.write_text(
         f'data_dir = "{data_dir}"\nbind_addr = "{ip}"\nname = "s{i}"\n'
-        'region = "eu"\ndatacenter = "ams2"\nlog_level = "INFO"\n'
+        f'region = "eu"\ndatacenter = "ams2"\nlog_level = "INFO"\n{extra_hcl}'
         f"server {{\n  enabled = true\n  bootstrap_expect = {n_servers}\n"
         f"  server_join {{\n    retry_join = {_hcl_list(nomad_joins)}\n  }}\n}}\n"
         f'consul {{\n  address = "{ip}:{CATALOG}"\n  server_auto_join = false\n'
@@ -346,7 +364,7 @@ def new_cluster(workdir: Path, servers: int = 3, clients: int = 2) -> Cluster:
         config = _client_config(base, j, servers, data, workdir)
         cli.append(ClusterAgent(f"c{j}", f"{base}.2{j}", "client", data, [config],
                                 workdir / f"c{j}.log"))  # fmt: skip
-    return Cluster(workdir, srv, cli)
+    return Cluster(workdir, srv, cli, bootstrap_expect=servers)
 
 
 @contextmanager

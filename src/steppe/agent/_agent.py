@@ -177,9 +177,12 @@ class Agent:
             return cat_file(request, alloc_dir)
         return await stream_logs(request, alloc_dir, self.client.client.allocation(alloc_id))
 
-    async def stop(self, leave_running: bool | None = None) -> None:
+    async def stop(self, leave_running: bool | None = None, leave: bool | None = None) -> None:
+        """``leave``: leave the cluster (default: ``leave_on_terminate``)."""
         if leave_running is None:
             leave_running = not self.config.dev_mode
+        if leave is None:
+            leave = self.config.leave_on_terminate
         if self.client is not None:
             await self.client.stop(leave_running)
         if self.remote is not None:
@@ -191,9 +194,9 @@ class Agent:
             await runner.cleanup()
         self._runners = []
         if self.scheduler is not None:
-            await self.scheduler.stop(leave=self.config.leave_on_terminate)
+            await self.scheduler.stop(leave=leave)
         if self.catalog is not None:
-            await self.catalog.stop(leave=self.config.leave_on_terminate)
+            await self.catalog.stop(leave=leave)
         if self.shared_backend is not None:
             await self.shared_backend.close()
 
@@ -257,8 +260,14 @@ async def run_until_signalled(agent: Agent) -> None:
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    caught: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        caught.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     starting = asyncio.ensure_future(agent.start())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -270,4 +279,6 @@ async def run_until_signalled(agent: Agent) -> None:
     else:
         starting.cancel()
     print("==> Caught signal, shutting down", flush=True)
-    await agent.stop()
+    interrupted = bool(caught) and caught[0] == signal.SIGINT
+    config = agent.config
+    await agent.stop(leave=config.leave_on_interrupt if interrupted else config.leave_on_terminate)

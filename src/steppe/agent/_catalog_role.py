@@ -16,6 +16,7 @@ import logging
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -141,7 +142,7 @@ class CatalogRole:
             self.local,
             agent_info=info,
             members=self.members,
-            leader=self.leader,
+            raft=self.raft_servers,
             wan_members=self.wan_members,
         )
         app.router.add_put("/v1/agent/join/{address}", self._join_handler)
@@ -162,8 +163,8 @@ class CatalogRole:
             self.dns = None
 
     async def stop(self, leave: bool = False) -> None:
-        """``leave``: remove this node from the catalog (``leave_on_terminate``) instead
-        of letting its heartbeat lapse."""
+        """``leave``: remove this node from the catalog, and a server from its store,
+        instead of letting its heartbeat lapse."""
         await cancel_all(self._tasks)
         if self.dns is not None:
             await self.dns.stop()
@@ -174,6 +175,8 @@ class CatalogRole:
         if self.store is not None:
             await self.store.stop()
         if self.cluster is not None:
+            if leave:
+                await self.cluster.leave()
             await self.cluster.stop()
 
     def members(self) -> list[dict[str, Any]]:
@@ -211,8 +214,19 @@ class CatalogRole:
             )
         return found
 
-    def leader(self) -> str:
-        return f"{self.http_addr.rpartition(':')[0]}:{self.config.ports.server}"
+    async def raft_servers(self) -> list[dict[str, Any]]:
+        """The datacenter store's members, each at its server port (Consul's 8300)."""
+        port = self.config.ports.server
+        if self.cluster is None:
+            host = self.http_addr.rpartition(":")[0]
+            return [_raft_server(self.config.node_name(), f"{host}:{port}", leader=True)]
+        servers = []
+        for member in await self.cluster.members():
+            host = urlsplit(member["Address"]).hostname or ""
+            servers.append(
+                _raft_server(member["Node"], f"{host}:{port}", member["Leader"], member["ID"])
+            )
+        return servers
 
     # WAN federation ------------------------------------------------------------------
     async def _join_handler(self, request: web.Request) -> web.Response:
@@ -283,3 +297,14 @@ def _get_json(url: str, method: str = "GET") -> Any:
     req = urllib.request.Request(url, method=method, data=b"" if method == "PUT" else None)
     with urllib.request.urlopen(req, timeout=5) as response:
         return json.loads(response.read() or b"null")
+
+
+def _raft_server(node: str, address: str, leader: bool, member_id: str = "") -> dict[str, Any]:
+    return {
+        "ID": member_id or node,
+        "Node": node,
+        "Address": address,
+        "Leader": leader,
+        "ProtocolVersion": "3",
+        "Voter": True,
+    }

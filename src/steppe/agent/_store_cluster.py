@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -85,6 +86,7 @@ class StoreCluster:
         self.backend: EtcdBackend | None = None
         self.known: dict[str, PeerInfo] = {}
         self._supervisor: asyncio.Task[None] | None = None
+        self._left = False
 
     # what peers ask us -----------------------------------------------------------------
     def info(self) -> PeerInfo:
@@ -206,25 +208,35 @@ class StoreCluster:
 
     # leaving -----------------------------------------------------------------------------
     async def leave(self) -> None:
-        """Removes this server from the cluster (``leave_on_terminate``, SIGINT)."""
+        """Removes this server from the cluster (``leave_on_interrupt``/``_terminate``).
+
+        A removed etcd member can never start on its data again, so :meth:`stop` then
+        deletes that data: the server's next start joins the cluster afresh."""
         if self.member is None or not self.member.running:
             return
+        await self._stop_supervising()  # the removed member exits; that is no crash
         with contextlib.suppress(BackendError, SteppeError, OSError):
             async with EtcdCluster(self._client_urls(), timeout=5) as cluster:
                 members = await cluster.members()
-                if len(members) > 1:
-                    await cluster.remove_member_named(self.name)
+                if len(members) > 1 and await cluster.remove_member_named(self.name):
+                    self._left = True
                     log.info("%s store: left the cluster", self.scope)
 
     async def stop(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._supervisor
+        await self._stop_supervising()
         if self.backend is not None:
             await self.backend.close()
         if self.member is not None:
             await self.member.stop()
+            if self._left:
+                shutil.rmtree(self.member.data_dir, ignore_errors=True)
+
+    async def _stop_supervising(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._supervisor
+            self._supervisor = None
 
     async def members(self) -> list[dict[str, Any]]:
         """The store's members, for ``operator raft list-peers``."""

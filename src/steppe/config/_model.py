@@ -151,7 +151,10 @@ class AgentConfig(_Base, frozen=True):
     advertise: Advertise = msgspec.field(default_factory=Advertise)
     advertise_addr: str = ""
     advertise_addr_wan: str = ""
+    leave_on_interrupt: bool = False
+    """Leave the cluster on SIGINT (servers leave their stores, agents the catalog)."""
     leave_on_terminate: bool = False
+    """Likewise on SIGTERM."""
     enable_script_checks: bool = False
     disable_update_check: bool = False
     ports: Ports = msgspec.field(default_factory=Ports)

@@ -84,6 +84,8 @@ TOP: dict[str, Spec] = {
     "client_addr": "str",
     "advertise_addr": "str",
     "advertise_addr_wan": "str",
+    "leave_on_interrupt": "bool",
+    "skip_leave_on_interrupt": "bool",
     "leave_on_terminate": "bool",
     "enable_script_checks": "bool",
     "disable_update_check": "bool",
@@ -115,6 +117,8 @@ def read_file(top: Reader) -> dict[str, Any]:
     out = read_block(top, TOP)
     if "node_name" in out:
         out["name"] = out.pop("node_name")
+    if "skip_leave_on_interrupt" in out:
+        out["leave_on_interrupt"] = not out.pop("skip_leave_on_interrupt")
     server = top.get("server")
     if isinstance(server, bool):
         out["catalog_server"] = server

@@ -7,7 +7,7 @@ runner = web.AppRunner(app, handler_cancellation=True)   # blocking queries end 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,14 +23,15 @@ def build_consul_app(
     *,
     agent_info: Mapping[str, Any] | None = None,
     members: Callable[[], list[dict[str, Any]]] | None = None,
-    leader: Callable[[], str] | None = None,
+    raft: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     wan_members: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> web.Application:
     """``agent_info`` is merged into ``/v1/agent/self``'s ``Config``; ``members`` answers
-    ``/v1/agent/members`` (default: this agent alone); ``leader`` answers
-    ``/v1/status/leader`` as ``host:port``; ``wan_members`` answers ``members?wan=1``."""
+    ``/v1/agent/members`` (default: this agent alone); ``raft`` gives the servers of the
+    datacenter's store as ``/v1/operator/raft/configuration`` lists them (and with them
+    ``/v1/status/leader`` and ``/peers``); ``wan_members`` answers ``members?wan=1``."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
-    ctx = ConsulContext(catalog, agent, dict(agent_info or {}), members, leader, wan_members)
+    ctx = ConsulContext(catalog, agent, dict(agent_info or {}), members, raft, wan_members)
     app[CTX] = ctx
     _kv.add_routes(app)
     _catalog.add_routes(app)

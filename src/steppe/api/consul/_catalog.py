@@ -76,13 +76,19 @@ async def health_state(request: web.Request) -> web.StreamResponse:
 
 
 async def leader(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    return respond(ctx.leader() if ctx.leader else "127.0.0.1:8300")
+    """The store leader's server address; empty while there is none, as in Consul."""
+    servers = await ctx_of(request).raft_servers()
+    return respond(next((s["Address"] for s in servers if s["Leader"]), ""))
 
 
 async def peers(request: web.Request) -> web.StreamResponse:
+    return respond([s["Address"] for s in await ctx_of(request).raft_servers()])
+
+
+async def raft_configuration(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
-    return respond([ctx.leader() if ctx.leader else "127.0.0.1:8300"])
+    servers = await ctx.raft_servers()
+    return respond({"Servers": servers, "Index": ctx.catalog.store.revision})
 
 
 def add_routes(app: web.Application) -> None:
@@ -127,3 +133,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/health/state/{state}", guarded(health_state))
     r.add_get("/v1/status/leader", guarded(leader))
     r.add_get("/v1/status/peers", guarded(peers))
+    r.add_get("/v1/operator/raft/configuration", guarded(raft_configuration))

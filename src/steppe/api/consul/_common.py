@@ -32,9 +32,24 @@ class ConsulContext:
     agent: LocalAgent
     agent_info: Mapping[str, Any] = field(default_factory=dict)
     members: Callable[[], list[dict[str, Any]]] | None = None
-    leader: Callable[[], str] | None = None
+    raft: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
     wan_members: Callable[[], list[dict[str, Any]]] | None = None
     client: aiohttp.ClientSession | None = None
+
+    async def raft_servers(self) -> list[dict[str, Any]]:
+        """The datacenter store's servers; an agent without one is its own store."""
+        if self.raft is not None:
+            return await self.raft()
+        return [
+            {
+                "ID": "local",
+                "Node": self.agent_info.get("NodeName", ""),
+                "Address": "127.0.0.1:8300",
+                "Leader": True,
+                "ProtocolVersion": "3",
+                "Voter": True,
+            }
+        ]
 
 
 CTX: web.AppKey[ConsulContext] = web.AppKey("consul_ctx", ConsulContext)

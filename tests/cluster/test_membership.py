@@ -1,0 +1,85 @@
+"""Servers coming and going as separate processes: a fourth server joins a formed
+3-server cluster and becomes a member of both its stores; with ``leave_on_terminate``
+it leaves them both on SIGTERM (not on SIGINT), and rejoins when started again."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+
+import pytest
+from tests.cluster.workload import get_kv, job_json, register
+from tests.support.cluster import Cluster, ClusterAgent, request, running_cluster
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with running_cluster(servers=3, clients=0) as c:
+        yield c
+
+
+def raft_peers(server: ClusterAgent) -> set[str]:
+    """The region store's voters, as ``operator raft list-peers`` prints them."""
+    rows = server.cli("operator", "raft", "list-peers").stdout.splitlines()[1:]
+    return {row.split()[0] for row in rows if row.split()[4] == "true"}
+
+
+def server_members(server: ClusterAgent) -> set[str]:
+    rows = server.cli("server", "members").stdout.splitlines()[1:]
+    return {row.split()[0] for row in rows if row.split()[3] == "alive"}
+
+
+def catalog_peers(server: ClusterAgent) -> set[str]:
+    """The datacenter store's voters, as Consul's ``/v1/status/peers`` lists them."""
+    peers = json.loads(request(f"{server.catalog}/v1/status/peers", timeout=5))
+    return {p.rpartition(":")[0] for p in peers}
+
+
+def test_a_later_server_joins_both_stores_and_serves(cluster: Cluster) -> None:
+    first = cluster.servers[0]
+    s4 = cluster.add_server(extra_hcl="leave_on_terminate = true\n")
+    cluster.start([s4])
+    names = {"s1", "s2", "s3", "s4"}
+    wait_until(lambda: raft_peers(first) == names, timeout=60, what="s4 among the region's peers")
+    wait_until(
+        lambda: catalog_peers(first) == {s.ip for s in cluster.servers},
+        timeout=60,
+        what="s4 among the datacenter's peers",
+    )
+    wait_until(
+        lambda: server_members(s4) == {f"{n}.eu" for n in names}, what="s4 in server members"
+    )
+    leaders = {s.get("/v1/status/leader") for s in cluster.servers}
+    assert len(leaders) == 1 and leaders.pop() in {s.rpc_addr for s in cluster.servers}
+
+    register(s4, job_json(s4, "via-s4", 0))
+    assert wait_until(lambda: first.get("/v1/job/via-s4")["ID"] == "via-s4")
+    request(f"{s4.catalog}/v1/kv/joined", "PUT", b"s4")
+    assert get_kv(first, "joined") == "s4"
+
+
+def test_a_leaving_server_is_removed_and_can_come_back(cluster: Cluster) -> None:
+    first, s4 = cluster.servers[0], cluster.servers[3]
+    three = {"s1", "s2", "s3"}
+    s4.kill(signal.SIGTERM)
+    assert s4.proc is not None and s4.proc.returncode == 0, s4.log()[-3000:]
+    assert raft_peers(first) == three
+    assert catalog_peers(first) == {s.ip for s in cluster.servers[:3]}
+    wait_until(lambda: server_members(first) == {f"{n}.eu" for n in three}, what="s4 gone")
+    request(f"{first.catalog}/v1/kv/after-leave", "PUT", b"2 of 3 is a quorum again")
+
+    cluster.start([s4])
+    wait_until(
+        lambda: raft_peers(first) == three | {"s4"}, timeout=60, what="s4 back among the peers"
+    )
+    wait_until(lambda: catalog_peers(first) == {s.ip for s in cluster.servers}, timeout=60)
+    assert wait_until(lambda: get_kv(s4, "after-leave"), timeout=30) == "2 of 3 is a quorum again"
+
+    s4.kill(signal.SIGINT)  # only leave_on_terminate is set: an interrupt stays a member
+    assert s4.proc is not None and s4.proc.returncode == 0, s4.log()[-3000:]
+    assert raft_peers(first) == three | {"s4"}
+    assert catalog_peers(first) == {s.ip for s in cluster.servers}
