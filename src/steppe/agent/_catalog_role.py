@@ -24,7 +24,7 @@ from steppe import __version__
 from steppe._tasks import cancel_all
 from steppe.agent._http import serve
 from steppe.agent._scheduler_role import add_peering_routes
-from steppe.agent._store_cluster import StoreCluster
+from steppe.agent._store_cluster import StoreCluster, store_members
 from steppe.api.consul import build_consul_app
 from steppe.backend import Backend, EtcdBackend
 from steppe.catalog import CATALOG_TABLES, CatalogDNSView, CatalogServer, LocalAgent, catalog_root
@@ -217,16 +217,22 @@ class CatalogRole:
     async def raft_servers(self) -> list[dict[str, Any]]:
         """The datacenter store's members, each at its server port (Consul's 8300)."""
         port = self.config.ports.server
-        if self.cluster is None:
-            host = self.http_addr.rpartition(":")[0]
-            return [_raft_server(self.config.node_name(), f"{host}:{port}", leader=True)]
-        servers = []
-        for member in await self.cluster.members():
-            host = urlsplit(member["Address"]).hostname or ""
-            servers.append(
-                _raft_server(member["Node"], f"{host}:{port}", member["Leader"], member["ID"])
-            )
-        return servers
+        if self.cluster is not None:
+            servers = []
+            for member in await self.cluster.members():
+                host = urlsplit(member["Address"]).hostname or ""
+                address = f"{host}:{port}"
+                servers.append(
+                    _raft_server(member["Node"], address, member["Leader"], member["ID"])
+                )
+            return servers
+        if self.config.etcd.endpoints:  # an external cluster: its members at their own peer ports
+            return [
+                _raft_server(m["Node"], urlsplit(m["Address"]).netloc, m["Leader"], m["ID"])
+                for m in await store_members(self.config.etcd.endpoints)
+            ]
+        host = self.http_addr.rpartition(":")[0]
+        return [_raft_server(self.config.node_name(), f"{host}:{port}", leader=True)]
 
     # WAN federation ------------------------------------------------------------------
     async def _join_handler(self, request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from steppe import __version__
 from steppe.agent._leadership import Leadership
-from steppe.agent._store_cluster import StoreCluster
+from steppe.agent._store_cluster import StoreCluster, store_members
 from steppe.api._http import json_response, read_json
 from steppe.api.nomad import NomadAPI, NomadAPIHolder, build_nomad_app
 from steppe.backend import Backend, EtcdBackend, MemoryBackend
@@ -189,10 +189,18 @@ class SchedulerRole:
             members=self.members,
             peers=self.peers,
             join=self.join,
-            raft_configuration=self.cluster.members if self.cluster else None,
+            raft_configuration=self._store_members,
             **api_hooks,
         )
         return server
+
+    async def _store_members(self) -> list[dict[str, Any]] | None:
+        """The region store's members: our own etcd cluster's, or the external one's."""
+        if self.cluster is not None:
+            return await self.cluster.members()
+        if self.config.etcd.endpoints:
+            return await store_members(self.config.etcd.endpoints)
+        return None
 
     async def stop(self, leave: bool) -> None:
         if self.leadership is not None:

@@ -19,7 +19,7 @@ import logging
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import msgspec
 
 from steppe.backend import EtcdBackend
 from steppe.errors import BackendError, SteppeError
-from steppe.etcdmember import EtcdCluster, EtcdMember, initial_cluster
+from steppe.etcdmember import EtcdCluster, EtcdMember, find_leader, initial_cluster
 
 log = logging.getLogger(__name__)
 PEERING_POLL = 0.5
@@ -240,22 +240,24 @@ class StoreCluster:
 
     async def members(self) -> list[dict[str, Any]]:
         """The store's members, for ``operator raft list-peers``."""
-        from steppe.etcdmember import find_leader
+        return await store_members(self._client_urls())
 
-        async with EtcdCluster(self._client_urls(), timeout=5) as cluster:
-            members = await cluster.members()
-        endpoints = {
-            m.name: m.client_urls[0].removeprefix("http://") for m in members if m.client_urls
+
+async def store_members(endpoints: Sequence[str]) -> list[dict[str, Any]]:
+    """The members of the etcd cluster at ``endpoints`` (a server's own, or an external
+    one), as Nomad's ``/v1/operator/raft/configuration`` lists raft servers."""
+    async with EtcdCluster(endpoints, timeout=5) as cluster:
+        members = await cluster.members()
+    clients = {m.name: m.client_urls[0].removeprefix("http://") for m in members if m.client_urls}
+    leader = await find_leader(clients)
+    return [
+        {
+            "ID": f"{m.id:x}",
+            "Node": m.name or "(starting)",
+            "Address": m.peer_urls[0] if m.peer_urls else "",
+            "Leader": m.name == leader,
+            "Voter": not m.is_learner,
+            "RaftProtocol": "3",
         }
-        leader = await find_leader(endpoints)
-        return [
-            {
-                "ID": f"{m.id:x}",
-                "Node": m.name or "(starting)",
-                "Address": m.peer_urls[0] if m.peer_urls else "",
-                "Leader": m.name == leader,
-                "Voter": not m.is_learner,
-                "RaftProtocol": "3",
-            }
-            for m in members
-        ]
+        for m in members
+    ]

@@ -161,7 +161,8 @@ async def agent_join(request: web.Request) -> web.Response:
 
 async def raft_configuration(request: web.Request) -> web.Response:
     api = api_of(request)
-    if api.raft_configuration is None:
+    servers = await api.raft_configuration() if api.raft_configuration else None
+    if servers is None:
         servers = [
             {
                 "ID": api.server.info.name,
@@ -172,8 +173,6 @@ async def raft_configuration(request: web.Request) -> web.Response:
                 "RaftProtocol": "3",
             }
         ]
-    else:
-        servers = await api.raft_configuration()
     return json_response({"Index": api.server.store.revision, "Servers": servers})
 
 

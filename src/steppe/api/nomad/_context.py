@@ -37,7 +37,8 @@ class NomadAPI:
     """Returns the local directory of an allocation this agent's client runs, or None."""
     regions: list[str] = field(default_factory=list)
     join: Callable[[list[str]], Awaitable[int]] | None = None
-    raft_configuration: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
+    raft_configuration: Callable[[], Awaitable[list[dict[str, Any]] | None]] | None = None
+    """The store's members; None (or answering None) when the store is this process."""
 
     def leader_headers(self, index: int) -> dict[str, str]:
         return {
