@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.cluster.workload import get_kv, job_json, register
-from tests.support.cluster import Cluster, ClusterAgent, request, running_cluster
+from tests.support.cluster import Cluster, ClusterAgent, new_cluster, request, running_cluster
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -83,3 +85,35 @@ def test_a_leaving_server_is_removed_and_can_come_back(cluster: Cluster) -> None
     assert s4.proc is not None and s4.proc.returncode == 0, s4.log()[-3000:]
     assert raft_peers(first) == three | {"s4"}
     assert catalog_peers(first) == {s.ip for s in cluster.servers}
+
+
+def test_servers_without_retry_join_form_when_told_to_join(tmp_path: Path) -> None:
+    """The HA seed's playbook: the servers know of no one until ``consul join`` and
+    ``nomad server-join`` name the first server (a bare host) on the others."""
+    cluster = new_cluster(tmp_path, servers=3, clients=0, retry_join=False)
+    try:
+        cluster.start()
+        s1 = cluster.servers[0]
+        for server in cluster.servers[1:]:  # the catalog first, as in the playbook
+            wait_until(
+                lambda s=server: (
+                    s.cli("join", "-http-addr", s.catalog, s1.ip, check=False).returncode == 0
+                ),
+                what=f"join on {server.name}",
+            )
+        for server in cluster.servers[1:]:
+            wait_until(
+                lambda s=server: s.cli("server-join", s1.ip, check=False).returncode == 0,
+                timeout=60,
+                what=f"server-join on {server.name}",
+            )
+        cluster.wait_ready()
+        bad = s1.cli("server-join", "s2:notaport", check=False)
+        assert bad.returncode == 1 and "'s2:notaport' is not host:port" in bad.stderr
+        assert raft_peers(s1) == {"s1", "s2", "s3"}
+        assert catalog_peers(cluster.servers[2]) == {s.ip for s in cluster.servers}
+    except BaseException:
+        print(cluster.logs(), file=sys.stderr)
+        raise
+    finally:
+        cluster.cleanup()

@@ -301,12 +301,18 @@ def _hcl_list(items: list[str]) -> str:
 
 
 def _server_configs(
-    base: str, i: int, n_servers: int, data_dir: Path, workdir: Path, extra_hcl: str = ""
+    base: str,
+    i: int,
+    n_servers: int,
+    data_dir: Path,
+    workdir: Path,
+    extra_hcl: str = "",
+    retry_join: bool = True,
 ) -> list[Path]:
     """Server ``i`` expecting ``n_servers`` to form, and joining servers 1 to ``i`` or
-    ``n_servers``, whichever is more."""
+    ``n_servers``, whichever is more (``retry_join=False``: none, until told to)."""
     ip = f"{base}.1{i}"
-    known = range(1, max(i, n_servers) + 1)
+    known = range(1, max(i, n_servers) + 1) if retry_join else range(0)
     nomad_joins = [f"{base}.1{k}:{HTTP}" for k in known]
     catalog_joins = [f"{base}.1{k}:{CATALOG}" for k in known]
     hcl = workdir / f"s{i}.hcl"
@@ -349,13 +355,15 @@ def _client_config(base: str, j: int, n_servers: int, data_dir: Path, workdir: P
     return hcl
 
 
-def new_cluster(workdir: Path, servers: int = 3, clients: int = 2) -> Cluster:
+def new_cluster(
+    workdir: Path, servers: int = 3, clients: int = 2, *, retry_join: bool = True
+) -> Cluster:
     """Writes every agent's config under ``workdir``; nothing runs yet."""
     base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
     srv = []
     for i in range(1, servers + 1):
         data = workdir / f"s{i}"
-        configs = _server_configs(base, i, servers, data, workdir)
+        configs = _server_configs(base, i, servers, data, workdir, retry_join=retry_join)
         srv.append(ClusterAgent(f"s{i}", f"{base}.1{i}", "server", data, configs,
                                 workdir / f"s{i}.log"))  # fmt: skip
     cli = []

@@ -79,6 +79,7 @@ class CatalogRole:
                 http_addr=self.http_addr,
                 client_port=config.ports.catalog_etcd_client,
                 peer_port=config.ports.catalog_etcd_peer,
+                api_ports=(config.ports.catalog_http, config.ports.serf_lan),
                 bootstrap_expect=config.bootstrap_expect,
                 join_addresses=lambda: (*config.retry_join, *config.start_join),
             )
@@ -116,12 +117,14 @@ class CatalogRole:
             self._tasks.append(asyncio.ensure_future(self._retry_join_wan(address)))
 
     async def _form_cluster(self) -> Backend:
-        """Peers may need our peering endpoint before the real API exists: serve just
-        that until the store is formed."""
+        """Peers may need our peering endpoint before the real API exists, and servers
+        without ``retry_join`` are introduced with ``join``: serve just those until the
+        store is formed."""
         assert self.cluster is not None
         cluster = self.cluster
         app = web.Application()
         add_peering_routes(app, lambda scope: cluster if scope == "dc" else None)
+        app.router.add_put("/v1/agent/join/{address}", self._join_handler)
         app.router.add_route("*", "/{path:.*}", _not_formed)
         runner = await serve(app, *self.config.catalog_http_bind())
         try:
@@ -238,11 +241,12 @@ class CatalogRole:
     async def _join_handler(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
         if request.query.get("wan", "").lower() in ("1", "true"):
+            if self.catalog is None:
+                return await _not_formed(request)
             return web.json_response({"Datacenter": await self.join_wan(address)})
         if self.cluster is None:
             raise ValidationError("this agent's store is not replicated; there is no LAN to join")
-        port = self.config.ports.catalog_http
-        self.cluster.join([address if ":" in address else f"{address}:{port}"])
+        self.cluster.join([address])
         return web.json_response({"Joined": address})
 
     async def join_wan(self, address: str) -> str:

@@ -114,7 +114,10 @@ def add_peering_routes(
         return cluster
 
     async def peer(request: web.Request) -> web.Response:
-        return json_response(cluster_of(request).info())
+        cluster = cluster_of(request)
+        if asker := request.query.get("from"):
+            cluster.join([asker])
+        return json_response(cluster.info())
 
     async def join(request: web.Request) -> web.Response:
         import msgspec
@@ -139,7 +142,7 @@ class SchedulerRole:
     ) -> None:
         self.config = config
         self.info = server_info(config)
-        self.holder = NomadAPIHolder()
+        self.holder = NomadAPIHolder(join=self.join)
         self.shared_backend = shared_backend
         self.cluster: StoreCluster | None = None
         if shared_backend is None and not config.etcd.endpoints:
@@ -151,6 +154,7 @@ class SchedulerRole:
                 http_addr=self.info.http_addr,
                 client_port=config.ports.etcd_client,
                 peer_port=config.ports.etcd_peer,
+                api_ports=(config.ports.http, config.ports.serf),
                 bootstrap_expect=config.server.bootstrap_expect,
                 join_addresses=join_addresses,
             )
@@ -188,7 +192,6 @@ class SchedulerRole:
             server=server,
             members=self.members,
             peers=self.peers,
-            join=self.join,
             raft_configuration=self._store_members,
             **api_hooks,
         )

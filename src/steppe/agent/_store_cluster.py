@@ -26,8 +26,9 @@ from typing import Any
 import msgspec
 
 from steppe.backend import EtcdBackend
-from steppe.errors import BackendError, SteppeError
+from steppe.errors import BackendError, SteppeError, ValidationError
 from steppe.etcdmember import EtcdCluster, EtcdMember, find_leader, initial_cluster
+from steppe.rpc import with_default_port
 
 log = logging.getLogger(__name__)
 PEERING_POLL = 0.5
@@ -50,6 +51,9 @@ class PeerInfo(msgspec.Struct, frozen=True):
     client_urls: tuple[str, ...] = ()
     founders: dict[str, str] = msgspec.field(default_factory=dict)
     """The initial cluster this server's member formed with (empty if it joined)."""
+    peers: tuple[str, ...] = ()
+    """The peering API addresses this server knows of: joining one server is enough to
+    learn of the others, as gossip spreads membership in Nomad and Consul."""
 
 
 def _fetch(url: str, body: dict[str, Any] | None = None, timeout: float = 3.0) -> Any:
@@ -72,12 +76,16 @@ class StoreCluster:
         peer_port: int,
         bootstrap_expect: int,
         join_addresses: Callable[[], Iterable[str]],
+        api_ports: tuple[int, int] = (4646, 4648),
     ) -> None:
+        """``api_ports``: the HTTP port peers serve their peering API on, and the gossip
+        port operators of Nomad and Consul name in joins, which means that API here."""
         self.scope = scope
         self.name = name
         self.http_addr = http_addr
         self.bootstrap_expect = max(1, bootstrap_expect)
         self._join_addresses = join_addresses
+        self._api_ports = api_ports
         self._extra_joins: set[str] = set()
         self.peer_url = f"http://{advertise_ip}:{peer_port}"
         self.client_url = f"http://{advertise_ip}:{client_port}"
@@ -101,6 +109,7 @@ class StoreCluster:
             formed,
             tuple(self._client_urls()) if formed else (),
             dict(founders) if formed else {},
+            tuple(sorted(self._extra_joins | {p.http for p in self.known.values()})),
         )
 
     def _client_urls(self) -> list[str]:
@@ -121,7 +130,15 @@ class StoreCluster:
         return initial_cluster(members, name, peer_url)
 
     def join(self, addresses: Iterable[str]) -> None:
-        self._extra_joins.update(addresses)
+        """Raises ValidationError for an address that is not ``host[:port]``."""
+        self._extra_joins.update(self._peer_api(a) for a in addresses)
+
+    def _peer_api(self, address: str) -> str:
+        """Where the server named by ``address`` serves its peering API: a bare host, or
+        its gossip port (Steppe has no gossip), means its HTTP port."""
+        http, gossip = self._api_ports
+        host, _, port = with_default_port(address, http).rpartition(":")
+        return f"{host}:{http if int(port) == gossip else port}"
 
     # forming, joining, restarting ------------------------------------------------------
     async def start(self) -> EtcdBackend:
@@ -195,16 +212,23 @@ class StoreCluster:
             await asyncio.sleep(PEERING_POLL)
 
     async def _poll_peers(self) -> None:
-        addresses = set(self._join_addresses()) | self._extra_joins
+        addresses = set(self._extra_joins)
+        for address in self._join_addresses():
+            try:
+                addresses.add(self._peer_api(address))
+            except ValidationError as exc:
+                log.warning("%s store: not joining %r: %s", self.scope, address, exc)
         addresses.discard(self.http_addr)
         for address in sorted(addresses):
-            url = f"http://{address}/v1/internal/store/{self.scope}/peer"
+            # saying who asks introduces us: the server we were told to join learns of us
+            url = f"http://{address}/v1/internal/store/{self.scope}/peer?from={self.http_addr}"
             try:
                 peer = msgspec.convert(await asyncio.to_thread(_fetch, url), PeerInfo)
             except (OSError, ValueError, msgspec.ValidationError, urllib.error.URLError):
                 continue
             if peer.name != self.name:
                 self.known[peer.name] = peer
+                self._extra_joins.update(a for a in peer.peers if a != self.http_addr)
 
     # leaving -----------------------------------------------------------------------------
     async def leave(self) -> None:

@@ -33,7 +33,9 @@ class APIClient:
 
     def _url(self, path: str, params: dict[str, Any] | None) -> str:
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        return self.address + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        return (
+            self.address + path + ("?" + urllib.parse.urlencode(query, doseq=True) if query else "")
+        )
 
     def _open(self, method: str, path: str, params: dict[str, Any] | None, body: Any) -> Any:
         data = None

@@ -149,13 +149,13 @@ async def alloc_files(request: web.Request) -> web.StreamResponse:
 
 
 async def agent_join(request: web.Request) -> web.Response:
-    api = api_of(request)
+    join = request.app[CONTEXT].join
     addresses = request.query.getall("address", [])
     if not addresses:
         raise ValidationError("address: at least one server address to join is required")
-    if api.join is None:
+    if join is None:
         raise ValidationError("this agent runs no server that could join others")
-    joined = await api.join(list(addresses))
+    joined = await join(list(addresses))
     return json_response({"num_joined": joined, "error": ""})
 
 

@@ -20,9 +20,11 @@ CONTEXT: web.AppKey[NomadAPIHolder] = web.AppKey("nomad_api")
 @dataclass
 class NomadAPIHolder:
     """The API's context, set once the server's store is ready: a server that is still
-    forming its cluster already answers peering requests, and everything else with 503."""
+    forming its cluster already answers peering and join requests (``server join`` is
+    how servers without ``retry_join`` come to form one), and everything else with 503."""
 
     api: NomadAPI | None = None
+    join: Callable[[list[str]], Awaitable[int]] | None = None
 
 
 @dataclass
@@ -36,7 +38,6 @@ class NomadAPI:
     alloc_dir: Callable[[str], Any] | None = None
     """Returns the local directory of an allocation this agent's client runs, or None."""
     regions: list[str] = field(default_factory=list)
-    join: Callable[[list[str]], Awaitable[int]] | None = None
     raft_configuration: Callable[[], Awaitable[list[dict[str, Any]] | None]] | None = None
     """The store's members; None (or answering None) when the store is this process."""
 
