@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,20 @@ def catalog_peers(server: ClusterAgent) -> set[str]:
     return {p.rpartition(":")[0] for p in peers}
 
 
+def lan_members(server: ClusterAgent) -> set[tuple[str, str, str]]:
+    """``members`` (Consul's LAN view) through the server's catalog API."""
+    rows = server.cli("members", "-http-addr", server.catalog).stdout.splitlines()[1:]
+    return {(row.split()[0], row.split()[2], row.split()[3]) for row in rows}
+
+
+def dig_a(server: ClusterAgent, name: str) -> set[str]:
+    out = subprocess.run(
+        ["dig", "+short", "+time=2", "+tries=1", f"@{server.ip}", "-p", "8600", name, "A"],
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout  # fmt: skip
+    return set(out.split())
+
+
 def test_a_later_server_joins_both_stores_and_serves(cluster: Cluster) -> None:
     first = cluster.servers[0]
     s4 = cluster.add_server(extra_hcl="leave_on_terminate = true\n")
@@ -54,6 +69,14 @@ def test_a_later_server_joins_both_stores_and_serves(cluster: Cluster) -> None:
     )
     wait_until(
         lambda: server_members(s4) == {f"{n}.eu" for n in names}, what="s4 in server members"
+    )
+    wait_until(
+        lambda: lan_members(first) == {(f"s{i}", "alive", "server") for i in range(1, 5)},
+        what="s4 among the LAN members",
+    )
+    wait_until(
+        lambda: dig_a(first, "consul.service.consul") == {s.ip for s in cluster.servers},
+        what="every server under consul.service.consul",
     )
     leaders = {s.get("/v1/status/leader") for s in cluster.servers}
     assert len(leaders) == 1 and leaders.pop() in {s.rpc_addr for s in cluster.servers}
@@ -72,6 +95,7 @@ def test_a_leaving_server_is_removed_and_can_come_back(cluster: Cluster) -> None
     assert raft_peers(first) == three
     assert catalog_peers(first) == {s.ip for s in cluster.servers[:3]}
     wait_until(lambda: server_members(first) == {f"{n}.eu" for n in three}, what="s4 gone")
+    assert lan_members(first) == {(n, "alive", "server") for n in three}
     request(f"{first.catalog}/v1/kv/after-leave", "PUT", b"2 of 3 is a quorum again")
 
     cluster.start([s4])

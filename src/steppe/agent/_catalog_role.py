@@ -27,13 +27,24 @@ from steppe.agent._scheduler_role import add_peering_routes
 from steppe.agent._store_cluster import StoreCluster, store_members
 from steppe.api.consul import build_consul_app
 from steppe.backend import Backend, EtcdBackend
-from steppe.catalog import CATALOG_TABLES, CatalogDNSView, CatalogServer, LocalAgent, catalog_root
+from steppe.catalog import (
+    CATALOG_TABLES,
+    CatalogDNSView,
+    CatalogServer,
+    LocalAgent,
+    ServiceDef,
+    catalog_root,
+    reads,
+)
 from steppe.config import AgentConfig
 from steppe.dns import DNSServer, parse_dns_config
 from steppe.errors import SteppeError, ValidationError
 from steppe.state import StateStore
+from steppe.structs import HEALTH_PASSING, SERF_CHECK_ID
 
 log = logging.getLogger(__name__)
+MEMBER_ALIVE, MEMBER_FAILED = 1, 4
+"""Serf's member status codes, as ``/v1/agent/members`` reports them."""
 WAN_PREFIX = "_steppe/wan/"
 
 
@@ -112,6 +123,9 @@ class CatalogRole:
             enable_script_checks=self.config.enable_script_checks,
         )
         await self.local.start()
+        if self.config.catalog_server:  # as Consul servers do: consul.service.consul finds them
+            consul = ServiceDef("consul", "consul", port=self.config.ports.server)
+            await self.local.add_service(consul)
         await self._load_wan()
         for address in (*self.config.retry_join_wan, *self.config.start_join_wan):
             self._tasks.append(asyncio.ensure_future(self._retry_join_wan(address)))
@@ -183,37 +197,48 @@ class CatalogRole:
             await self.cluster.stop()
 
     def members(self) -> list[dict[str, Any]]:
-        host, port = self.http_addr.rpartition(":")[0], self.config.ports.serf_lan
-        return [
-            {
-                "Name": self.config.node_name(),
-                "Addr": host,
-                "Port": port,
-                "Status": 1,
-                "Tags": {
-                    "dc": self.config.datacenter,
-                    "role": "consul",
-                    "build": __version__,
-                    "vsn": "2",
-                    **(
-                        {"expect": str(self.config.bootstrap_expect)}
-                        if self.config.catalog_server
-                        else {}
-                    ),
-                },
-            }
-        ]
+        """The datacenter's agents (Consul's LAN members): every node of the catalog with
+        an agent's ``serfHealth`` check, alive while it passes, a server if it offers
+        the ``consul`` service. This agent is always among them."""
+        assert self.catalog is not None
+        snap = self.catalog.snapshot()
+        me = self.config.node_name()
+        server = self.config.catalog_server
+        found = [] if reads.node(snap, me) else [self._member(me, self.advertise_ip, server, True)]
+        for node in reads.nodes(snap):
+            serf = reads.check(snap, node.node, SERF_CHECK_ID)
+            if serf is not None:
+                services = reads.node_services(snap, node.node)
+                server = services is not None and "consul" in services.services
+                alive = serf.status == HEALTH_PASSING
+                found.append(self._member(node.node, node.address, server, alive))
+        return found
+
+    def _member(self, name: str, address: str, server: bool, alive: bool) -> dict[str, Any]:
+        tags = {"dc": self.config.datacenter, "role": "consul" if server else "node"}
+        tags |= {"build": __version__, "vsn": "2"}
+        if server and name == self.config.node_name():
+            tags["expect"] = str(self.config.bootstrap_expect)
+        return {
+            "Name": name,
+            "Addr": address,
+            "Port": self.config.ports.serf_lan,
+            "Status": MEMBER_ALIVE if alive else MEMBER_FAILED,
+            "Tags": tags,
+        }
 
     def wan_members(self) -> list[dict[str, Any]]:
-        """Servers of every datacenter this one federates with (``members -wan``)."""
-        own = self.members()[0]
-        found = [{**own, "Name": f"{own['Name']}.{self.config.datacenter}", "Port": 8302}]
-        for dc, base in sorted(self._remote.items()):
+        """Servers of this datacenter and of every one it federates with (``members
+        -wan``)."""
+        dc = self.config.datacenter
+        own = [m for m in self.members() if m["Tags"]["role"] == "consul"]
+        found = [m | {"Name": f"{m['Name']}.{dc}", "Port": 8302} for m in own]
+        for other, base in sorted(self._remote.items()):
             host = base.split("://", 1)[-1].rpartition(":")[0]
-            name = self._remote_names.get(dc, dc)
-            tags = {"dc": dc, "role": "consul", "vsn": "2"}
+            name = self._remote_names.get(other, other)
+            tags = {"dc": other, "role": "consul", "vsn": "2"}
             found.append(
-                {"Name": f"{name}.{dc}", "Addr": host, "Port": 8302, "Status": 1, "Tags": tags}
+                {"Name": f"{name}.{other}", "Addr": host, "Port": 8302, "Status": 1, "Tags": tags}
             )
         return found
 
