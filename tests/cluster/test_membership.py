@@ -1,9 +1,11 @@
 """Servers coming and going as separate processes: a fourth server joins a formed
 3-server cluster and becomes a member of both its stores; with ``leave_on_terminate``
-it leaves them both on SIGTERM (not on SIGINT), and rejoins when started again."""
+it leaves them both on SIGTERM (not on SIGINT), and rejoins when started again. The
+scheduler leader keeps the stores' etcd leaders on other machines."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -16,7 +18,11 @@ from tests.cluster.workload import get_kv, job_json, register
 from tests.support.cluster import Cluster, ClusterAgent, new_cluster, request, running_cluster
 from tests.support.waiting import wait_until
 
+from steppe.etcdmember import move_leader
+
 pytestmark = pytest.mark.timeout(240)
+ETCD_REGION, ETCD_DC = 4649, 8303
+"""Client ports of a server's etcd members (region store, datacenter store)."""
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +60,28 @@ def dig_a(server: ClusterAgent, name: str) -> set[str]:
         capture_output=True, text=True, timeout=10, check=True,
     ).stdout  # fmt: skip
     return set(out.split())
+
+
+def test_the_scheduler_leader_hands_etcd_leadership_to_other_machines(cluster: Cluster) -> None:
+    """So that losing one machine costs one election, not an etcd election followed by
+    the scheduler leader's lease running out again: we make the scheduler leader's
+    members lead both stores, and it hands that leadership on."""
+    leader = cluster.wait_leader()
+    stores = [(f"{leader.http}", ETCD_REGION), (f"{leader.catalog}", ETCD_DC)]
+    for api, client_port in stores:
+        servers = json.loads(request(f"{api}/v1/operator/raft/configuration"))["Servers"]
+        by_node = {s["Node"]: s for s in servers}
+        current = next(s["Node"] for s in servers if s["Leader"])
+        if current != leader.name:
+            endpoint = f"{cluster.servers[int(current[1:]) - 1].ip}:{client_port}"
+            asyncio.run(move_leader(endpoint, int(by_node[leader.name]["ID"], 16)))
+
+    def store_leader(api: str) -> str:
+        servers = json.loads(request(f"{api}/v1/operator/raft/configuration"))["Servers"]
+        return next(s["Node"] for s in servers if s["Leader"])
+
+    for api, _ in stores:
+        wait_until(lambda a=api: store_leader(a) not in ("", leader.name), what=f"{api} handed on")
 
 
 def test_a_later_server_joins_both_stores_and_serves(cluster: Cluster) -> None:

@@ -90,8 +90,12 @@ class Agent:
 
     async def _start_server(self) -> ServerAPI:
         config = self.config
+        catalog_store = self.catalog.cluster if self.catalog is not None else None
         self.scheduler = SchedulerRole(
-            config, join_addresses=lambda: self._joins, shared_backend=self.shared_backend
+            config,
+            join_addresses=lambda: self._joins,
+            shared_backend=self.shared_backend,
+            other_stores=[catalog_store] if catalog_store is not None else [],
         )
         self._runners.append(await serve(self.scheduler.app(), *config.http_bind()))
         if config.consul.server_auto_join and not config.dev_mode:

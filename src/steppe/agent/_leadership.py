@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from steppe._tasks import cancel_all
 from steppe.backend import Backend, Election, Put, keep_alive
-from steppe.errors import BackendError
+from steppe.errors import BackendError, SteppeError
 from steppe.rpc import LeaderClient, RPCClient
 from steppe.server import FollowerWorkers, Server
 from steppe.state import Keys
@@ -24,6 +25,7 @@ from steppe.structs import ServerMember, to_msgpack
 log = logging.getLogger(__name__)
 LEADER_TTL = 2.0
 MEMBER_TTL = 3.0
+WHILE_LEADING_EVERY = 2.0
 
 
 def _leader_value(server: Server) -> str:
@@ -33,9 +35,17 @@ def _leader_value(server: Server) -> str:
 
 class Leadership:
     def __init__(
-        self, server: Server, backend: Backend, member: ServerMember, workers: int = 2
+        self,
+        server: Server,
+        backend: Backend,
+        member: ServerMember,
+        workers: int = 2,
+        while_leading: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``while_leading``: called every ``WHILE_LEADING_EVERY`` seconds while this
+        server leads (errors are logged, never fatal)."""
         self.server = server
+        self._while_leading = while_leading
         self.backend = backend
         self.member = member
         self.leader_http: str | None = None
@@ -83,7 +93,11 @@ class Leadership:
             try:
                 await election.campaign(_leader_value(self.server))
                 await self.server.start_leading(election.fence)
-                await election.wait_lost()
+                duties = asyncio.ensure_future(self._while_leading_loop())
+                try:
+                    await election.wait_lost()
+                finally:
+                    await cancel_all([duties])
                 log.warning("%s: leadership lost", self.server.info.name)
             except BackendError as exc:
                 log.warning("%s: campaign failed: %s", self.server.info.name, exc)
@@ -91,6 +105,14 @@ class Leadership:
             finally:
                 await self.server.stop_leading(None)
                 await election.resign()
+
+    async def _while_leading_loop(self) -> None:
+        while self._while_leading is not None:
+            try:
+                await self._while_leading()
+            except (BackendError, SteppeError, OSError) as exc:
+                log.info("%s: while leading: %s", self.server.info.name, exc)
+            await asyncio.sleep(WHILE_LEADING_EVERY)
 
     async def _follow_leader(self) -> None:
         while True:

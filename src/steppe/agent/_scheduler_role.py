@@ -139,8 +139,12 @@ class SchedulerRole:
         *,
         join_addresses: Callable[[], Iterable[str]],
         shared_backend: Backend | None = None,
+        other_stores: Iterable[StoreCluster] = (),
     ) -> None:
+        """``other_stores``: stores of this agent's other roles, kept from having their
+        etcd leader where the scheduler leader is (the catalog's)."""
         self.config = config
+        self.other_stores = tuple(other_stores)
         self.info = server_info(config)
         self.holder = NomadAPIHolder(join=self.join)
         self.shared_backend = shared_backend
@@ -186,7 +190,9 @@ class SchedulerRole:
                 build=__version__,
                 bootstrap_expect=self.config.server.bootstrap_expect,
             )
-            self.leadership = Leadership(server, backend, member, workers)
+            self.leadership = Leadership(
+                server, backend, member, workers, while_leading=self._keep_etcd_leaders_apart
+            )
             self.leadership.start()
         self.holder.api = NomadAPI(
             server=server,
@@ -196,6 +202,13 @@ class SchedulerRole:
             **api_hooks,
         )
         return server
+
+    async def _keep_etcd_leaders_apart(self) -> None:
+        """The stores this agent runs members of hand their etcd leadership elsewhere
+        (see :meth:`StoreCluster.step_aside`)."""
+        for cluster in (self.cluster, *self.other_stores):
+            if cluster is not None:
+                await cluster.step_aside()
 
     async def _store_members(self) -> list[dict[str, Any]] | None:
         """The region store's members: our own etcd cluster's, or the external one's."""

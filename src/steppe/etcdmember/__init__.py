@@ -7,6 +7,7 @@ from steppe.etcdmember._cluster import (
     find_leader,
     initial_cluster,
     member_status,
+    move_leader,
 )
 from steppe.etcdmember._member import ETCD_BINARY, EtcdMember
 
@@ -18,4 +19,5 @@ __all__ = [
     "find_leader",
     "initial_cluster",
     "member_status",
+    "move_leader",
 ]

@@ -126,3 +126,16 @@ async def find_leader(endpoints: Mapping[str, str], timeout: float = 2.0) -> str
         if answer and answer[1] in ids:
             return ids[answer[1]]
     return None
+
+
+async def move_leader(endpoint: str, to_member: int, timeout: float = 5.0) -> None:
+    """Hands etcd leadership from the member at ``endpoint``, which must lead, to the
+    member ``to_member`` (etcd's MoveLeader: a transfer, not an election)."""
+    channel = open_channel([endpoint])
+    try:
+        stub = rpc.MaintenanceStub(channel)
+        await stub.MoveLeader(rpc.MoveLeaderRequest(targetID=to_member), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        raise BackendError(f"etcd move-leader via {endpoint}: {exc.details()}") from exc
+    finally:
+        await channel.close()
