@@ -67,21 +67,26 @@ def test_the_scheduler_leader_hands_etcd_leadership_to_other_machines(cluster: C
     the scheduler leader's lease running out again: we make the scheduler leader's
     members lead both stores, and it hands that leadership on."""
     leader = cluster.wait_leader()
-    stores = [(f"{leader.http}", ETCD_REGION), (f"{leader.catalog}", ETCD_DC)]
+    stores = [(leader.http, ETCD_REGION), (leader.catalog, ETCD_DC)]
     for api, client_port in stores:
-        servers = json.loads(request(f"{api}/v1/operator/raft/configuration"))["Servers"]
-        by_node = {s["Node"]: s for s in servers}
+        servers = store_servers(api)
         current = next(s["Node"] for s in servers if s["Leader"])
         if current != leader.name:
+            target = next(int(s["ID"], 16) for s in servers if s["Node"] == leader.name)
             endpoint = f"{cluster.servers[int(current[1:]) - 1].ip}:{client_port}"
-            asyncio.run(move_leader(endpoint, int(by_node[leader.name]["ID"], 16)))
-
-    def store_leader(api: str) -> str:
-        servers = json.loads(request(f"{api}/v1/operator/raft/configuration"))["Servers"]
-        return next(s["Node"] for s in servers if s["Leader"])
-
+            asyncio.run(move_leader(endpoint, target))
     for api, _ in stores:
-        wait_until(lambda a=api: store_leader(a) not in ("", leader.name), what=f"{api} handed on")
+        wait_until(
+            lambda a=api: any(s["Leader"] and s["Node"] != leader.name for s in store_servers(a)),
+            what=f"etcd leadership of {api}'s store handed on",
+        )
+
+
+def store_servers(api: str) -> list[dict[str, object]]:
+    servers: list[dict[str, object]] = json.loads(
+        request(f"{api}/v1/operator/raft/configuration", timeout=5)
+    )["Servers"]
+    return servers
 
 
 def test_a_later_server_joins_both_stores_and_serves(cluster: Cluster) -> None:
