@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import msgspec
-import pytest
 
 from steppe.backend import MemoryBackend
 from steppe.state import SCHEDULER_TABLES, Keys, StateSnapshot, StateStore, writes
@@ -26,19 +24,6 @@ from steppe.testing import mock
 
 KEYS = Keys()
 NODES = ("n1", "n2", "n3")
-
-
-@pytest.fixture
-async def backend() -> MemoryBackend:
-    return MemoryBackend(lease_check_interval=None)
-
-
-@pytest.fixture
-async def store(backend: MemoryBackend) -> AsyncIterator[StateStore]:
-    s = StateStore(backend, SCHEDULER_TABLES)
-    await s.start()
-    yield s
-    await s.stop()
 
 
 def alloc(alloc_id: str, node_id: str, cpu: int, port: int | None) -> Allocation:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -14,15 +13,6 @@ from steppe.state import SCHEDULER_TABLES, Keys, StateStore, Txn, writes
 from steppe.structs import Allocation, Evaluation, Job, Node, PlanResult
 
 KEYS = Keys()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[StateStore]:
-    backend = MemoryBackend(lease_check_interval=None)
-    s = StateStore(backend, SCHEDULER_TABLES)
-    await s.start()
-    yield s
-    await s.stop()
 
 
 async def test_writes_are_visible_to_the_writers_next_snapshot(store: StateStore) -> None:

@@ -25,7 +25,7 @@ from steppe._tasks import cancel_all
 from steppe.agent._http import serve
 from steppe.agent._scheduler_role import add_peering_routes
 from steppe.agent._store_cluster import StoreCluster, store_members
-from steppe.api.consul import build_consul_app
+from steppe.api.consul import build_consul_app, raft_server
 from steppe.backend import Backend, EtcdBackend
 from steppe.catalog import (
     CATALOG_TABLES,
@@ -246,21 +246,17 @@ class CatalogRole:
         """The datacenter store's members, each at its server port (Consul's 8300)."""
         port = self.config.ports.server
         if self.cluster is not None:
-            servers = []
-            for member in await self.cluster.members():
-                host = urlsplit(member["Address"]).hostname or ""
-                address = f"{host}:{port}"
-                servers.append(
-                    _raft_server(member["Node"], address, member["Leader"], member["ID"])
-                )
-            return servers
+            return [
+                raft_server(m["Node"], f"{_host(m['Address'])}:{port}", m["Leader"], m["ID"])
+                for m in await self.cluster.members()
+            ]
         if self.config.etcd.endpoints:  # an external cluster: its members at their own peer ports
             return [
-                _raft_server(m["Node"], urlsplit(m["Address"]).netloc, m["Leader"], m["ID"])
+                raft_server(m["Node"], urlsplit(m["Address"]).netloc, m["Leader"], m["ID"])
                 for m in await store_members(self.config.etcd.endpoints)
             ]
         host = self.http_addr.rpartition(":")[0]
-        return [_raft_server(self.config.node_name(), f"{host}:{port}", leader=True)]
+        return [raft_server(self.config.node_name(), f"{host}:{port}", leader=True)]
 
     # WAN federation ------------------------------------------------------------------
     async def _join_handler(self, request: web.Request) -> web.Response:
@@ -334,12 +330,5 @@ def _get_json(url: str, method: str = "GET") -> Any:
         return json.loads(response.read() or b"null")
 
 
-def _raft_server(node: str, address: str, leader: bool, member_id: str = "") -> dict[str, Any]:
-    return {
-        "ID": member_id or node,
-        "Node": node,
-        "Address": address,
-        "Leader": leader,
-        "ProtocolVersion": "3",
-        "Voter": True,
-    }
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""

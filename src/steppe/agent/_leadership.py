@@ -107,9 +107,10 @@ class Leadership:
                 await election.resign()
 
     async def _while_leading_loop(self) -> None:
-        while self._while_leading is not None:
+        duty = self._while_leading
+        while duty is not None:
             try:
-                await self._while_leading()
+                await duty()
             except (BackendError, SteppeError, OSError) as exc:
                 log.info("%s: while leading: %s", self.server.info.name, exc)
             await asyncio.sleep(WHILE_LEADING_EVERY)

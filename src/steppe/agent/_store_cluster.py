@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from steppe._tasks import cancel_all
 from steppe.backend import EtcdBackend
 from steppe.errors import BackendError, SteppeError, ValidationError
 from steppe.etcdmember import (
@@ -264,9 +265,7 @@ class StoreCluster:
 
     async def _stop_supervising(self) -> None:
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._supervisor
+            await cancel_all([self._supervisor])
             self._supervisor = None
 
     async def step_aside(self) -> bool:

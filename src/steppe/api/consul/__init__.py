@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from steppe.api.consul import _agent, _catalog, _kv
-from steppe.api.consul._common import CTX, ConsulContext
+from steppe.api.consul._common import CTX, ConsulContext, raft_server
 from steppe.catalog import CatalogServer, LocalAgent
 
 
@@ -45,4 +45,4 @@ def build_consul_app(
     return app
 
 
-__all__ = ["ConsulContext", "build_consul_app"]
+__all__ = ["ConsulContext", "build_consul_app", "raft_server"]

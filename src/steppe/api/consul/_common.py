@@ -40,16 +40,19 @@ class ConsulContext:
         """The datacenter store's servers; an agent without one is its own store."""
         if self.raft is not None:
             return await self.raft()
-        return [
-            {
-                "ID": "local",
-                "Node": self.agent_info.get("NodeName", ""),
-                "Address": "127.0.0.1:8300",
-                "Leader": True,
-                "ProtocolVersion": "3",
-                "Voter": True,
-            }
-        ]
+        return [raft_server(self.agent_info.get("NodeName", ""), "127.0.0.1:8300", leader=True)]
+
+
+def raft_server(node: str, address: str, leader: bool, member_id: str = "") -> dict[str, Any]:
+    """One server as Consul's ``/v1/operator/raft/configuration`` lists it."""
+    return {
+        "ID": member_id or node,
+        "Node": node,
+        "Address": address,
+        "Leader": leader,
+        "ProtocolVersion": "3",
+        "Voter": True,
+    }
 
 
 CTX: web.AppKey[ConsulContext] = web.AppKey("consul_ctx", ConsulContext)
